@@ -1,0 +1,64 @@
+/* Internal core services: error detail, allocation wrappers, logging, configuration access.
+ * Internal non-static functions are named kvik__*; none is exported from the shared library. */
+#ifndef KVIK_CORE_H
+#define KVIK_CORE_H
+
+#include "kvik.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KVIK_ERRMSG_MAX 1024
+
+/* Sets this thread's detail message (printf-style) and returns code, so failures read
+ * `return kvik__err(-errno, "open %s: %s", path, kvik__errno_text(errno));`. */
+int kvik__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Same with a va_list. */
+int kvik__verr(int code, const char *fmt, va_list ap);
+/* Replaces this thread's detail message with msg verbatim and returns code. */
+int kvik__err_set(int code, const char *msg);
+/* Clears this thread's detail message. */
+void kvik__err_clear(void);
+/* Thread-safe text for an errno value (never NULL, static storage). */
+const char *kvik__errno_text(int errnum);
+
+/* Allocation wrappers: all library heap use goes through these, so tests can fail each
+ * allocation in turn. kvik__free accepts NULL. Aligned memory is freed with kvik__free too. */
+void *kvik__malloc(size_t size);
+void *kvik__calloc(size_t n, size_t size);
+void *kvik__aligned_alloc(size_t alignment, size_t size);
+char *kvik__strdup(const char *s);
+void kvik__free(void *p);
+/* Test hook: the allocation after `n` more successful ones fails (n < 0: never). */
+void kvik__alloc_fail_after(long n);
+
+/* Logging: formatted message to the user's sink (or KVIKIO_LOG_FILE), if level passes. Never
+ * called with a library lock held. */
+void kvik__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Configuration: each returns the value, after kvik_config_init() succeeded. Callers that
+ * need the configuration call kvik__config_ready() first and return its error. */
+int kvik__config_ready(void);
+uint64_t kvik__cfg_u64(enum kvik_cfg key);
+/* Copies up to max HTTP status codes to retry into codes; returns how many there are. */
+size_t kvik__cfg_http_codes(int *codes, size_t max);
+/* Copies a string setting into buf (NUL-terminated, truncated); "" when unset. */
+void kvik__cfg_str(enum kvik_cfg key, char *buf, size_t len);
+/* Parses a size with K/M/G/T suffixes (binary). Returns 0 or -1. */
+int kvik__parse_size(const char *s, uint64_t *out);
+
+/* Page size, cached. */
+size_t kvik__page_size(void);
+
+/* Magic numbers carried by opaque handles, checked on entry. */
+#define KVIK_MAGIC_FILE 0x6b76666cU   /* "kvfl" */
+#define KVIK_MAGIC_POOL 0x6b76706cU   /* "kvpl" */
+#define KVIK_MAGIC_FUTURE 0x6b766675U /* "kvfu" */
+#define KVIK_MAGIC_DEAD 0xdeadbeefU
+
+#define KVIK_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define KVIK_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

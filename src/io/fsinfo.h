@@ -1,0 +1,13 @@
+/* Filesystem and block-device facts for a path or device number. */
+#ifndef KVIK_FSINFO_H
+#define KVIK_FSINFO_H
+
+#include <stddef.h>
+
+/* Resolves device major:minor (a partition or a disk) to its whole disk: name (e.g. "nvme0n1")
+ * and the disk's major:minor. Returns 0, or -1 for a virtual filesystem or when sysfs lacks
+ * the device (then name is "" and the numbers are 0). */
+int kvik__blockdev(unsigned major, unsigned minor, char *name, size_t len, unsigned *disk_major,
+                   unsigned *disk_minor);
+
+#endif

@@ -1,0 +1,162 @@
+/* The bounce-buffer pool: page-aligned buffers of KVIKIO_BOUNCE_BUFFER_SIZE, reused across
+ * calls, at most `bound` in use at once (callers past it wait for a buffer to come back). */
+#include "pool/bounce.h"
+
+#include "core/core.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+struct idle {
+  void *ptr;
+  size_t size;
+  struct idle *next; /* stored inside the idle buffer itself: no extra allocation */
+};
+
+/* Guards every variable below. The allocator's functions are called without it held. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t returned = PTHREAD_COND_INITIALIZER;
+static struct idle *idle_list;
+static size_t n_idle, n_in_use, n_allocated, n_peak;
+static unsigned alloc_gen; /* bumped when the allocator changes: older buffers are not reused */
+
+static int host_alloc(size_t size, void **out, void *ctx) {
+  (void)ctx;
+  void *p = kvik__aligned_alloc(kvik__page_size(), size);
+  if (!p)
+    return kvik__err(-ENOMEM, "bounce buffer: out of memory allocating %zu bytes", size);
+  *out = p;
+  return 0;
+}
+
+static void host_free(void *p, size_t size, void *ctx) {
+  (void)size;
+  (void)ctx;
+  kvik__free(p);
+}
+
+static struct kvik__bounce_alloc allocator = {host_alloc, host_free, NULL};
+
+static size_t bound(void) {
+  return 4 * (size_t)kvik__cfg_u64(KVIK_CFG_NTHREADS) + 8;
+}
+
+static size_t wanted_size(void) {
+  size_t page = kvik__page_size();
+  size_t s = (size_t)kvik__cfg_u64(KVIK_CFG_BOUNCE_BUFFER_SIZE);
+  return (s + page - 1) / page * page;
+}
+
+int kvik__bounce_get(struct kvik__bounce *out) {
+  int rc = kvik__config_ready();
+  if (rc)
+    return rc;
+  size_t size = wanted_size();
+  struct idle *stale = NULL;
+  pthread_mutex_lock(&lock);
+  while (n_in_use >= bound())
+    pthread_cond_wait(&returned, &lock);
+  /* Idle buffers of another size (the setting changed) are freed rather than reused. */
+  while (idle_list && idle_list->size != size) {
+    struct idle *i = idle_list;
+    idle_list = i->next;
+    n_idle--;
+    n_allocated--;
+    i->next = stale;
+    stale = i;
+  }
+  struct idle *got = idle_list;
+  if (got) {
+    idle_list = got->next;
+    n_idle--;
+  }
+  n_in_use++;
+  if (n_in_use > n_peak)
+    n_peak = n_in_use;
+  struct kvik__bounce_alloc a = allocator;
+  unsigned gen = alloc_gen;
+  pthread_mutex_unlock(&lock);
+
+  while (stale) {
+    struct idle *next = stale->next;
+    a.free(stale->ptr, stale->size, a.ctx);
+    stale = next;
+  }
+  out->gen = gen;
+  out->alloc = a;
+  if (got) {
+    out->ptr = got->ptr;
+    out->size = size;
+    return 0;
+  }
+  void *p = NULL;
+  rc = a.alloc(size, &p, a.ctx);
+  pthread_mutex_lock(&lock);
+  if (rc) {
+    n_in_use--;
+    pthread_cond_signal(&returned);
+  } else {
+    n_allocated++;
+  }
+  pthread_mutex_unlock(&lock);
+  if (rc)
+    return rc;
+  out->ptr = p;
+  out->size = size;
+  return 0;
+}
+
+void kvik__bounce_put(struct kvik__bounce *b) {
+  if (!b->ptr)
+    return;
+  pthread_mutex_lock(&lock);
+  n_in_use--;
+  bool keep = b->gen == alloc_gen && b->size == wanted_size() && n_idle < bound();
+  if (keep) {
+    struct idle *i = b->ptr;
+    i->ptr = b->ptr;
+    i->size = b->size;
+    i->next = idle_list;
+    idle_list = i;
+    n_idle++;
+  } else {
+    n_allocated--;
+  }
+  pthread_cond_signal(&returned);
+  pthread_mutex_unlock(&lock);
+  if (!keep)
+    b->alloc.free(b->ptr, b->size, b->alloc.ctx);
+  b->ptr = NULL;
+}
+
+void kvik__bounce_trim(void) {
+  pthread_mutex_lock(&lock);
+  struct idle *list = idle_list;
+  idle_list = NULL;
+  n_allocated -= n_idle;
+  n_idle = 0;
+  struct kvik__bounce_alloc a = allocator;
+  pthread_mutex_unlock(&lock);
+  while (list) {
+    struct idle *next = list->next;
+    a.free(list->ptr, list->size, a.ctx);
+    list = next;
+  }
+}
+
+void kvik__bounce_set_allocator(const struct kvik__bounce_alloc *a) {
+  kvik__bounce_trim();
+  pthread_mutex_lock(&lock);
+  allocator = a ? *a : (struct kvik__bounce_alloc){host_alloc, host_free, NULL};
+  alloc_gen++;
+  pthread_mutex_unlock(&lock);
+}
+
+void kvik__bounce_stats(struct kvik__bounce_stats *out) {
+  pthread_mutex_lock(&lock);
+  out->allocated = n_allocated;
+  out->in_use = n_in_use;
+  out->peak = n_peak;
+  pthread_mutex_unlock(&lock);
+}
