@@ -74,6 +74,7 @@ static char strings[KVIK_CFG_COUNT][STR_MAX];
 static int codes[MAX_CODES];
 static size_t ncodes;
 static _Atomic int loaded;  /* 1 once the environment was read without error */
+static int failed;          /* 1 if the last read of the environment failed: sticky */
 static int load_code;       /* error of the last load, 0 if none                 */
 static char load_msg[KVIK_ERRMSG_MAX];
 
@@ -306,22 +307,28 @@ static int load_locked(void) {
   return 0;
 }
 
+/* Reads the environment on first need (or when forced). A failure is kept: every later call
+ * returns the same code and message until kvik_config_reload() succeeds. */
 static int load(int force) {
   if (!force && atomic_load_explicit(&loaded, memory_order_acquire))
     return 0;
+  char msg[KVIK_ERRMSG_MAX];
   pthread_mutex_lock(&lock);
   int rc = 0;
-  if (force || !atomic_load(&loaded)) {
+  if (force || (!atomic_load(&loaded) && !failed)) {
     rc = load_locked();
     load_code = rc;
+    failed = rc != 0;
     if (rc != 0)
       snprintf(load_msg, sizeof load_msg, "%s", kvik_last_error());
     atomic_store_explicit(&loaded, rc == 0, memory_order_release);
+  } else if (failed) {
+    rc = load_code;
   }
+  if (rc)
+    snprintf(msg, sizeof msg, "%s", load_msg);
   pthread_mutex_unlock(&lock);
-  if (rc == 0)
-    kvik__err_clear();
-  return rc;
+  return rc ? kvik__err_set(rc, msg) : 0;
 }
 
 int kvik_config_init(void) { return load(0); }
@@ -355,7 +362,7 @@ int kvik_config_get_u64(enum kvik_cfg key, uint64_t *value) {
     return kvik__err(KVIK_EINVAL, "kvik_config_get_u64: %s is a string setting", table[key].env);
   int rc = load(0);
   if (rc)
-    return kvik__err_set(rc, load_msg);
+    return rc;
   *value = kvik__cfg_u64(key);
   return 0;
 }
@@ -372,7 +379,7 @@ int kvik_config_set_u64(enum kvik_cfg key, uint64_t value) {
                      (unsigned long long)st->max);
   int rc = load(0);
   if (rc)
-    return kvik__err_set(rc, load_msg);
+    return rc;
   atomic_store(&values[key], value);
   atomic_store(&sources[key], KVIK_CFG_SRC_SET);
   return 0;
@@ -383,7 +390,7 @@ int kvik_config_set_str(enum kvik_cfg key, const char *text) {
     return kvik__err(KVIK_EINVAL, "kvik_config_set_str: %s", text ? "unknown key" : "value is NULL");
   int rc = load(0);
   if (rc)
-    return kvik__err_set(rc, load_msg);
+    return rc;
   uint64_t v = 0;
   int tmp[MAX_CODES];
   size_t ntmp = 0;
@@ -409,7 +416,7 @@ int kvik_config_get_str(enum kvik_cfg key, char *buf, size_t len) {
     return kvik__err(KVIK_EINVAL, "kvik_config_get_str: %s", buf ? "unknown key" : "buf is NULL");
   int rc = load(0);
   if (rc)
-    return kvik__err_set(rc, load_msg);
+    return rc;
   uint64_t v = kvik__cfg_u64(key);
   char tmp[STR_MAX];
   if (table[key].type == KVIK_CFG_TYPE_STRING)
@@ -438,7 +445,7 @@ int kvik_config_source(enum kvik_cfg key) {
     return kvik__err(KVIK_EINVAL, "unknown key %d", (int)key);
   int rc = load(0);
   if (rc)
-    return kvik__err_set(rc, load_msg);
+    return rc;
   return atomic_load(&sources[key]);
 }
 
