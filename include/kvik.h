@@ -261,9 +261,198 @@ struct kvik_path_info {
 KVIK_API int kvik_path_info(const char *path, struct kvik_path_info *info);
 
 /* ------------------------------------------------------------------------------------------
+ * Remote files: HTTP(S), S3 and WebHDFS, read into memory in parallel byte ranges over libcurl.
+ *
+ * Built when libcurl is found (CMake option KVIK_REMOTE, on by default then). Without it every
+ * function below returns KVIK_EUNSUPPORTED and says so in kvik_last_error().
+ *
+ * TLS certificates are always verified; the CA bundle comes from CURL_CA_BUNDLE, SSL_CERT_FILE
+ * or SSL_CERT_DIR when set, else from libcurl's default or the usual system bundle paths.
+ * Requests that fail with a status listed in KVIKIO_HTTP_STATUS_CODES, time out
+ * (KVIKIO_HTTP_TIMEOUT seconds per request) or lose their connection are tried again, up to
+ * KVIKIO_HTTP_MAX_ATTEMPTS in all, with exponential backoff; a retry restarts its byte range
+ * from its first byte. Retries are reported to the log callback (KVIK_LOG_WARN).
+ * KVIKIO_REMOTE_VERBOSE=1 sends libcurl's verbose trace to the log callback (KVIK_LOG_DEBUG).
+ * Secrets (secret key, session token, signatures in presigned URLs, passwords in URLs) never
+ * appear in an error message or a log line: URLs are shown with those parts replaced by "***".
+ * ------------------------------------------------------------------------------------------ */
+typedef struct kvik_remote kvik_remote; /* opaque */
+
+/** Kind of endpoint. Values are stable. */
+enum kvik_remote_type {
+  KVIK_REMOTE_AUTO = 0,         /* infer from the URL (kvikio's order, see kvik_remote_open)  */
+  KVIK_REMOTE_S3 = 1,           /* S3 with credentials: requests signed with AWS SigV4       */
+  KVIK_REMOTE_S3_PUBLIC = 2,    /* S3 object readable without credentials: unsigned          */
+  KVIK_REMOTE_S3_PRESIGNED = 3, /* presigned S3 URL: used verbatim, never signed again       */
+  KVIK_REMOTE_WEBHDFS = 4,      /* http(s)://host:port/webhdfs/v1/path                       */
+  KVIK_REMOTE_HTTP = 5,         /* any http(s) server that honours Range                     */
+};
+/** Bit of a type in kvik_remote_opts.allow. */
+#define KVIK_REMOTE_ALLOW(type) (1u << (unsigned)(type))
+
+struct kvik_remote_opts {
+  size_t sz;                     /* sizeof(struct kvik_remote_opts)                            */
+  int type;                      /* enum kvik_remote_type; 0 (AUTO): inferred from the URL     */
+  unsigned allow;                /* types AUTO may choose, and an explicit type must be in:
+                                    KVIK_REMOTE_ALLOW() bits; 0: all                           */
+  uint64_t size;                 /* object size in bytes when known (no request is made for
+                                    it); 0: ask the server                                     */
+  const char *region;            /* S3 region; NULL: from the URL's host, else
+                                    AWS_DEFAULT_REGION, AWS_REGION, else "us-east-1"           */
+  const char *endpoint;          /* S3 endpoint for s3:// URLs, e.g. "http://127.0.0.1:9000";
+                                    NULL: AWS_ENDPOINT_URL, else AWS's virtual-host URL        */
+  const char *access_key_id;     /* NULL: AWS_ACCESS_KEY_ID                                    */
+  const char *secret_access_key; /* NULL: AWS_SECRET_ACCESS_KEY                                */
+  const char *session_token;     /* NULL: AWS_SESSION_TOKEN (sent when set)                    */
+  unsigned max_parallel;         /* ranges in flight per kvik_remote_pread; 0: three quarters
+                                    of the pool's workers (at least 1), so remote reads
+                                    cannot take every worker from file I/O                     */
+};
+
+/** Opens a remote object for reading. The strings in url and opts are copied.
+ *
+ *  url: "http://..." or "https://...", "s3://bucket/key", an S3 virtual-host URL
+ *  ("https://bucket.s3.region.amazonaws.com/key") or path-style URL
+ *  ("https://s3.region.amazonaws.com/bucket/key"), a presigned S3 URL (its query holds
+ *  X-Amz-Algorithm and X-Amz-Signature), or a WebHDFS URL ("http://host:port/webhdfs/v1/path").
+ *
+ *  With opts->type AUTO the allowed types are tried in kvikio's order: S3 (s3:// or an AWS S3
+ *  URL that is not presigned), S3_PUBLIC, S3_PRESIGNED, WEBHDFS, HTTP; the first that accepts
+ *  the URL wins, except that S3 without credentials falls back to S3_PUBLIC when allowed.
+ *  Unlike kvikio, a presigned URL is recognised on any host (S3-compatible stores), and an
+ *  explicit KVIK_REMOTE_S3 accepts a path-style URL on any host ("http://host:port/bucket/key").
+ *  S3 object keys are percent-encoded as AWS requires ("a b+c" is sent as "a%20b%2Bc"); in
+ *  http(s) S3 URLs, existing %XX escapes are kept.
+ *
+ *  The size comes from opts->size, else a HEAD request (HTTP, S3), a one-byte ranged GET and its
+ *  Content-Range (presigned URLs, where HEAD is not allowed) or GETFILESTATUS (WebHDFS).
+ *  *out is set only on success; the caller owns it and frees it with kvik_remote_close().
+ *  Returns 0, KVIK_EINVAL (bad URL, type not allowed, missing credentials), KVIK_EHTTP (the
+ *  server answered with an error: the status is named), KVIK_ETIMEDOUT, -ENOMEM, or
+ *  KVIK_EUNSUPPORTED (built without libcurl). */
+KVIK_API int kvik_remote_open(kvik_remote **out, const char *url,
+                              const struct kvik_remote_opts *opts);
+/** Frees the handle. NULL is fine. Reads still in flight (kvik_remote_pread) keep what they
+ *  need alive until they finish. */
+KVIK_API int kvik_remote_close(kvik_remote *r);
+/** Size of the object in bytes, or a negative code. */
+KVIK_API int64_t kvik_remote_size(kvik_remote *r);
+/** The endpoint type the handle uses (never AUTO), or a negative code. */
+KVIK_API int kvik_remote_type(kvik_remote *r);
+/** The URL requests go to, with secrets replaced by "***" (owned by the handle). NULL for a
+ *  bad handle. */
+KVIK_API const char *kvik_remote_url(kvik_remote *r);
+/** Static name of a type: "AUTO", "S3", "S3_PUBLIC", "S3_PRESIGNED", "WEBHDFS", "HTTP", or "?". */
+KVIK_API const char *kvik_remote_type_name(int type);
+/** The type kvik_remote_open would choose for url with AUTO and this allow mask (0: all),
+ *  without any request. Returns a kvik_remote_type (> 0) or a negative code (KVIK_EINVAL
+ *  with the reason). Works without libcurl too. */
+KVIK_API int kvik_remote_infer_type(const char *url, unsigned allow);
+
+/** Reads size bytes at offset into buf with one request on the calling thread (retried as
+ *  described above). Returns size, 0 for size 0 (no request is made), or a negative code: a
+ *  range past the end of the object is KVIK_EOVERFLOW (URL, offset, size and object size
+ *  named); a server that ignores Range or sends a different range or length is KVIK_EHTTP,
+ *  and nothing is written past buf+size. On failure buf's contents are unspecified. */
+KVIK_API ssize_t kvik_remote_read(kvik_remote *r, void *buf, size_t size, int64_t offset);
+/** Parallel read: the range is split into opts->task_size pieces (0: KVIKIO_TASK_SIZE) fetched
+ *  as separate ranged requests on opts->pool (NULL: the default pool), at most max_parallel
+ *  at once, over reused connections. *out receives a future (kvik_future_wait gives size or
+ *  the first failure by offset). Immediate errors (bad arguments, range past the end) return
+ *  the code and make no future. */
+KVIK_API int kvik_remote_pread(kvik_remote *r, void *buf, size_t size, int64_t offset,
+                               const struct kvik_io_opts *opts, kvik_future **out);
+
+/* ------------------------------------------------------------------------------------------
  * CUDA (device memory). Everything here works without CUDA: functions report KVIK_ENOCUDA.
  * ------------------------------------------------------------------------------------------ */
-/* (CUDA section: declarations are added here.) */
+/* The driver (libcuda.so.1) is opened with dlopen on first need and never closed; kvik needs no
+ * CUDA at build time. After the process starts to exit, or in a child after fork() (when the
+ * parent had loaded the driver), kvik makes no driver call and these functions report
+ * KVIK_ENOCUDA. */
+
+/** 1 if the CUDA driver loads and initializes (cuInit) and has at least one device, else 0.
+ *  The first call loads the driver; later calls return the cached answer (a failed load is
+ *  not retried). When it returns 0, kvik_last_error() says why (dlopen error, missing symbol,
+ *  cuInit error name). Never negative. */
+KVIK_API int kvik_cuda_available(void);
+/** Sets *version to the driver's CUDA version, 1000 * major + 10 * minor (13000 for 13.0).
+ *  Returns 0, KVIK_EINVAL (version is NULL) or KVIK_ENOCUDA. */
+KVIK_API int kvik_cuda_driver_version(int *version);
+/** Number of CUDA devices (at least 1), or KVIK_ENOCUDA. */
+KVIK_API int kvik_gpu_count(void);
+
+/** One GPU, as kvik_gpu_info() describes it. Capability fields are 1 (yes), 0 (no) or -1 (the
+ *  driver does not report it). */
+struct kvik_gpu_info {
+  size_t sz;                  /* set to sizeof(struct kvik_gpu_info) by the caller           */
+  int ordinal;                /* device ordinal, 0 .. kvik_gpu_count() - 1                   */
+  char name[256];             /* e.g. "NVIDIA H100 80GB HBM3"                                */
+  uint64_t total_mem;         /* device memory, bytes                                        */
+  char pci_bus_id[32];        /* "domain:bus:device.function", e.g. "0000:3b:00.0"           */
+  unsigned char uuid[16];     /* the GPU's UUID (as nvidia-smi shows it); zero if unknown    */
+  int cc_major, cc_minor;     /* compute capability                                          */
+  int multiprocessors;        /* streaming multiprocessors                                   */
+  int async_engines;          /* copy engines that run concurrently with compute             */
+  int integrated;             /* shares memory with the host (e.g. Jetson)                   */
+  int unified_addressing;     /* device and host share one virtual address space             */
+  int managed_memory;         /* managed memory (cuMemAllocManaged) supported                */
+  int concurrent_managed_access; /* CPU and GPU may touch managed memory concurrently       */
+  int pageable_memory_access; /* GPU reads pageable host memory directly (HMM, ATS)          */
+  int pageable_memory_access_uses_host_page_tables; /* ... through the host's page tables  */
+  int memory_pools;           /* stream-ordered allocation (cuMemAllocAsync) supported       */
+  int host_register;          /* cuMemHostRegister supported                                 */
+  int read_only_host_register; /* cuMemHostRegister with the read-only flag supported        */
+  int gpu_direct_rdma;        /* GPUDirect RDMA supported                                    */
+};
+/** Fills info (info->sz must be at least sizeof(struct kvik_gpu_info)) for device ordinal.
+ *  Creates no CUDA context. Returns 0, KVIK_EINVAL (NULL, small sz, no such ordinal),
+ *  KVIK_ENOCUDA or KVIK_ECUDA (the failing call and its error name in the detail). */
+KVIK_API int kvik_gpu_info(int ordinal, struct kvik_gpu_info *info);
+
+/** What kind of memory a pointer refers to, as the CUDA driver reports it. */
+enum kvik_mem_kind {
+  KVIK_MEM_HOST = 0,        /* pageable host memory: malloc, mmap, the stack; also any address
+                               when CUDA is absent or unused, and an address CUDA does not know */
+  KVIK_MEM_HOST_PINNED = 1, /* page-locked host memory: cuMemHostAlloc, cuMemAllocHost,
+                               cuMemHostRegister, cudaMallocHost, cudaHostRegister          */
+  KVIK_MEM_DEVICE = 2,      /* device memory: cuMemAlloc, cudaMalloc, stream-ordered pools
+                               (cuMemAllocAsync, cudaMallocAsync), cuMemCreate + cuMemMap   */
+  KVIK_MEM_MANAGED = 3,     /* managed memory: cuMemAllocManaged, cudaMallocManaged          */
+};
+
+/** The kind of memory at ptr (an enum kvik_mem_kind value), or a negative code.
+ *  Without CUDA, or in a process that never loaded the driver, every address is KVIK_MEM_HOST
+ *  and no driver is loaded by this call. When CUDA is in use, an address that is neither
+ *  known to CUDA nor readable by the CPU (typically a freed device allocation, which CUDA
+ *  cannot tell from pageable host memory) gives KVIK_EINVAL. KVIK_ECUDA if the driver query
+ *  fails. ptr NULL gives KVIK_MEM_HOST. Thread-safe. */
+KVIK_API int kvik_mem_kind(const void *ptr);
+
+/** Where a buffer lives, as kvik_mem_info() describes it. */
+struct kvik_mem_info {
+  size_t sz;            /* set to sizeof(struct kvik_mem_info) by the caller                   */
+  int kind;             /* enum kvik_mem_kind                                                  */
+  int device;           /* owning device ordinal (device, managed, and pinned memory that CUDA
+                           ties to a device); -1 for pageable host memory                      */
+  int pool;             /* 1: from a stream-ordered pool (cuMemAllocAsync) or other memory that
+                           has no owning context; I/O uses the device's primary context        */
+  int range_known;      /* 1 if base and alloc_size below are known                            */
+  uint64_t base;        /* device (unified) address of the allocation that holds ptr           */
+  uint64_t alloc_size;  /* its size in bytes                                                   */
+  uint64_t offset;      /* ptr - base                                                          */
+};
+/** Describes the buffer [ptr, ptr + size) (info->sz must be at least sizeof(struct
+ *  kvik_mem_info)) and checks it the way kvik's I/O does before using it:
+ *  - KVIK_EOVERFLOW if ptr + size wraps around the address space; KVIK_EINVAL if ptr is NULL
+ *    and size is not 0.
+ *  - Device and managed memory: KVIK_EINVAL if the range runs past the end of the allocation
+ *    that holds ptr (the message gives the allocation and by how much).
+ *  - When CUDA is in use, KVIK_EINVAL if the buffer is neither known to CUDA nor readable by
+ *    the CPU at its first and last byte (a freed device allocation, say).
+ *  Pageable and pinned host memory is otherwise not checked (base, alloc_size and offset are
+ *  0 for it). Without CUDA it is always KVIK_MEM_HOST. Returns 0 or a negative code. */
+KVIK_API int kvik_mem_info(const void *ptr, size_t size, struct kvik_mem_info *info);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,7 @@
 /* kvik_file: opens a file, decides which path serves it, and dispatches reads and writes. */
 #include "core/core.h"
+#include "gpu/devio.h"
+#include "gpu/gpu.h"
 #include "io/fsinfo.h"
 #include "io/io.h"
 #include "pool/pool.h"
@@ -25,9 +27,12 @@ struct kvik_file {
   kvik_pool *pool;      /* per block device, or NULL for the default pool */
 };
 
-/* What a parallel chunk needs, copied into the future. */
+/* What a chunk needs, copied into the future: the file, and for device or managed memory the
+ * context that owns the buffer. */
 struct chunk_ctx {
   kvik_file *f;
+  bool device;
+  CUcontext ctx;
 };
 
 static int file_check(kvik_file *f, const char *fn) {
@@ -259,13 +264,33 @@ static int check_io(kvik_file *f, const void *buf, size_t size, int64_t offset, 
   return kvik__config_ready();
 }
 
+/* Finds out what memory buf is (the kind is detected, never declared) and fills c. */
+static int target(kvik_file *f, const void *buf, size_t size, struct chunk_ctx *c) {
+  memset(c, 0, sizeof *c);
+  c->f = f;
+  if (size == 0)
+    return 0;
+  struct kvik__mem_info mi;
+  int rc = kvik__mem_query(buf, size, &mi);
+  if (rc)
+    return rc;
+  if (!kvik__mem_is_device(mi.kind))
+    return 0;
+  c->device = true;
+  return kvik__mem_ctx(&mi, &c->ctx);
+}
+
 static ssize_t read_chunk(void *ctx, uintptr_t buf, size_t len, int64_t off) {
   struct chunk_ctx *c = ctx;
+  if (c->device)
+    return kvik__dev_read(&c->f->fds, c->ctx, (uint64_t)buf, len, off);
   return kvik__posix_read(&c->f->fds, (void *)buf, len, off);
 }
 
 static ssize_t write_chunk(void *ctx, uintptr_t buf, size_t len, int64_t off) {
   struct chunk_ctx *c = ctx;
+  if (c->device)
+    return kvik__dev_write(&c->f->fds, c->ctx, (uint64_t)buf, len, off);
   return kvik__posix_write(&c->f->fds, (const void *)buf, len, off);
 }
 
@@ -273,18 +298,20 @@ ssize_t kvik_file_read(kvik_file *f, void *buf, size_t size, int64_t offset) {
   int rc = check_io(f, buf, size, offset, false, "kvik_file_read");
   if (rc)
     return rc;
-  if (size == 0)
-    return 0;
-  return kvik__posix_read(&f->fds, buf, size, offset);
+  struct chunk_ctx c;
+  if (size == 0 || (rc = target(f, buf, size, &c)) != 0)
+    return rc;
+  return read_chunk(&c, (uintptr_t)buf, size, offset);
 }
 
 ssize_t kvik_file_write(kvik_file *f, const void *buf, size_t size, int64_t offset) {
   int rc = check_io(f, buf, size, offset, true, "kvik_file_write");
   if (rc)
     return rc;
-  if (size == 0)
-    return 0;
-  return kvik__posix_write(&f->fds, buf, size, offset);
+  struct chunk_ctx c;
+  if (size == 0 || (rc = target(f, buf, size, &c)) != 0)
+    return rc;
+  return write_chunk(&c, (uintptr_t)buf, size, offset);
 }
 
 /* Resolves task size and pool from the options. */
@@ -310,11 +337,22 @@ static int submit(kvik_file *f, kvik__chunk_fn fn, uintptr_t buf, size_t size, i
                   const struct kvik_io_opts *opts, kvik_future **out) {
   size_t task_size;
   kvik_pool *pool;
+  struct chunk_ctx c;
   int rc = io_opts(f, opts, &task_size, &pool);
-  if (rc)
+  if (rc || (rc = target(f, (const void *)buf, size, &c)) != 0)
     return rc;
-  struct chunk_ctx ctx = {f};
-  return kvik__pool_submit_range(pool, fn, &ctx, sizeof ctx, buf, size, offset, task_size, out);
+  /* Device transfers under KVIKIO_GDS_THRESHOLD run inline: a pool round trip would cost more
+   * than the transfer. */
+  if (c.device && size < kvik__cfg_u64(KVIK_CFG_GDS_THRESHOLD)) {
+    kvik_future *fut;
+    if ((rc = kvik__future_new(&fut)) != 0)
+      return rc;
+    ssize_t n = fn(&c, buf, size, offset);
+    kvik__future_complete(fut, n, n < 0 ? kvik_last_error() : NULL);
+    *out = fut;
+    return 0;
+  }
+  return kvik__pool_submit_range(pool, fn, &c, sizeof c, buf, size, offset, task_size, out);
 }
 
 int kvik_file_pread(kvik_file *f, void *buf, size_t size, int64_t offset,

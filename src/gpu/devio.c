@@ -1,0 +1,307 @@
+/* Device memory I/O without GDS: a pipeline through pinned bounce buffers.
+ *
+ * One call moves one range (a task-size chunk of a parallel operation, or a whole blocking
+ * read). The range is cut into pieces; a pinned, page-aligned bounce buffer from the pool is
+ * split into two halves, and while one half's piece is copied to the device on this thread's
+ * stream, the next piece is read from the file into the other half (writes run the same
+ * pipeline backwards: the next piece is copied from the device while this one is written).
+ * Reads into the halves go through kvik__posix_read, so they use O_DIRECT where the settings
+ * and the file allow (the halves are page-aligned).
+ *
+ * Streams and events are per thread and per context, created on first use and reused by every
+ * later call on that thread: never one per chunk. The owning context is pushed for the call and
+ * popped after, so the caller's current context is left as it was.
+ */
+#include "gpu/devio.h"
+
+#include "core/core.h"
+#include "gpu/cuda.h"
+#include "pool/bounce.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* ---- pinned bounce buffers ---------------------------------------------------------------- */
+
+static int pinned_alloc(size_t size, void **out, void *ctx) {
+  (void)ctx;
+  const struct kvik__cuda_api *cu;
+  int rc = kvik__cuda_get(&cu);
+  if (rc)
+    return rc;
+  /* cuMemHostAlloc needs a current context; PORTABLE makes the buffer pinned for all of them. */
+  CUcontext cur = NULL;
+  bool pushed = false;
+  if (cu->cuCtxGetCurrent(&cur) != CUDA_SUCCESS || !cur) {
+    CUcontext primary;
+    if ((rc = kvik__cuda_primary_ctx(0, &primary)) != 0)
+      return rc;
+    CUresult r = cu->cuCtxPushCurrent_v2(primary);
+    if (r != CUDA_SUCCESS)
+      return kvik__cuda_fail(r, "cuCtxPushCurrent_v2 (for a pinned bounce buffer)");
+    pushed = true;
+  }
+  void *p = NULL;
+  CUresult r = cu->cuMemHostAlloc(&p, size, CU_MEMHOSTALLOC_PORTABLE);
+  if (pushed) {
+    CUcontext dummy;
+    cu->cuCtxPopCurrent_v2(&dummy);
+  }
+  if (r != CUDA_SUCCESS)
+    return kvik__cuda_fail(r, "cuMemHostAlloc (pinned bounce buffer of %zu bytes)", size);
+  *out = p;
+  return 0;
+}
+
+static void pinned_free(void *p, size_t size, void *ctx) {
+  (void)size;
+  (void)ctx;
+  const struct kvik__cuda_api *cu;
+  /* At exit the driver may be gone: leak rather than call it. */
+  if (kvik__cuda_gone() || kvik__cuda_get(&cu) != 0)
+    return;
+  cu->cuMemFreeHost(p);
+}
+
+static pthread_once_t pinned_once = PTHREAD_ONCE_INIT;
+static void install_pinned(void) {
+  static const struct kvik__bounce_alloc a = {pinned_alloc, pinned_free, NULL};
+  kvik__bounce_set_allocator(&a);
+}
+
+/* ---- per-thread streams ------------------------------------------------------------------- */
+
+#define STREAMS_PER_THREAD 8
+
+struct tstream {
+  CUcontext ctx;
+  CUstream stream;
+  CUevent ev[2];
+};
+
+/* This thread's streams, one per context it has done device I/O on. Only this thread uses
+ * them; the key's destructor releases them when the thread exits. */
+struct tstreams {
+  struct tstream s[STREAMS_PER_THREAD];
+  int n;
+};
+static _Thread_local struct tstreams *my_streams;
+static pthread_key_t streams_key;
+static pthread_once_t streams_once = PTHREAD_ONCE_INIT;
+
+static void release_stream(const struct kvik__cuda_api *cu, struct tstream *t) {
+  if (kvik__cuda_gone())
+    return;
+  if (cu->cuCtxPushCurrent_v2(t->ctx) != CUDA_SUCCESS)
+    return;
+  cu->cuStreamDestroy_v2(t->stream);
+  cu->cuEventDestroy_v2(t->ev[0]);
+  cu->cuEventDestroy_v2(t->ev[1]);
+  CUcontext dummy;
+  cu->cuCtxPopCurrent_v2(&dummy);
+}
+
+static void streams_destroy(void *p) {
+  struct tstreams *ts = p;
+  const struct kvik__cuda_api *cu;
+  if (!kvik__cuda_gone() && kvik__cuda_get(&cu) == 0)
+    for (int i = 0; i < ts->n; i++)
+      release_stream(cu, &ts->s[i]);
+  kvik__free(ts);
+}
+
+static void streams_key_init(void) { pthread_key_create(&streams_key, streams_destroy); }
+
+/* The stream and events of this thread for ctx (which is current). */
+static int thread_stream(const struct kvik__cuda_api *cu, CUcontext ctx, struct tstream **out) {
+  pthread_once(&streams_once, streams_key_init);
+  struct tstreams *ts = my_streams;
+  if (!ts) {
+    ts = kvik__calloc(1, sizeof *ts);
+    if (!ts)
+      return kvik__err(-ENOMEM, "device I/O: out of memory for the thread's streams");
+    my_streams = ts;
+    pthread_setspecific(streams_key, ts);
+  }
+  for (int i = 0; i < ts->n; i++)
+    if (ts->s[i].ctx == ctx) {
+      *out = &ts->s[i];
+      return 0;
+    }
+  /* A thread that has used many contexts gives back its oldest stream. */
+  if (ts->n == STREAMS_PER_THREAD) {
+    release_stream(cu, &ts->s[0]);
+    memmove(&ts->s[0], &ts->s[1], (STREAMS_PER_THREAD - 1) * sizeof ts->s[0]);
+    ts->n--;
+  }
+  struct tstream t = {.ctx = ctx};
+  CUresult r = cu->cuStreamCreate(&t.stream, CU_STREAM_NON_BLOCKING);
+  if (r != CUDA_SUCCESS)
+    return kvik__cuda_fail(r, "cuStreamCreate (device I/O stream)");
+  if ((r = cu->cuEventCreate(&t.ev[0], CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS) {
+    cu->cuStreamDestroy_v2(t.stream);
+    return kvik__cuda_fail(r, "cuEventCreate");
+  }
+  if ((r = cu->cuEventCreate(&t.ev[1], CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS) {
+    cu->cuEventDestroy_v2(t.ev[0]);
+    cu->cuStreamDestroy_v2(t.stream);
+    return kvik__cuda_fail(r, "cuEventCreate");
+  }
+  ts->s[ts->n] = t;
+  *out = &ts->s[ts->n++];
+  return 0;
+}
+
+/* ---- the pipeline ------------------------------------------------------------------------- */
+
+/* Piece size for a range of `size` bytes with halves of `half` bytes: small enough that a range
+ * has several pieces to overlap, large enough that per-copy overhead does not matter. */
+static size_t piece_size(size_t size, size_t half) {
+  size_t page = kvik__page_size();
+  size_t p = size / 4;
+  if (p < ((size_t)1 << 20))
+    p = (size_t)1 << 20;
+  p = (p + page - 1) / page * page;
+  return KVIK_MIN(p, half);
+}
+
+struct pipe {
+  const struct kvik__cuda_api *cu;
+  struct tstream *ts;
+  struct kvik__bounce b;
+  char *half[2];
+  size_t piece;
+};
+
+/* Pushes ctx, gets the thread's stream and a bounce buffer. On failure nothing is held. */
+static int pipe_begin(struct pipe *p, CUcontext ctx, size_t size) {
+  memset(p, 0, sizeof *p);
+  int rc = kvik__cuda_get(&p->cu);
+  if (rc)
+    return rc;
+  pthread_once(&pinned_once, install_pinned);
+  CUresult r = p->cu->cuCtxPushCurrent_v2(ctx);
+  if (r != CUDA_SUCCESS)
+    return kvik__cuda_fail(r, "cuCtxPushCurrent_v2 (the buffer's context)");
+  if ((rc = thread_stream(p->cu, ctx, &p->ts)) != 0 || (rc = kvik__bounce_get(&p->b)) != 0) {
+    CUcontext dummy;
+    p->cu->cuCtxPopCurrent_v2(&dummy);
+    return rc;
+  }
+  size_t page = kvik__page_size();
+  size_t half = p->b.size / 2 / page * page;
+  if (half == 0) { /* a one-page bounce buffer: no double buffering, one piece at a time */
+    half = p->b.size;
+    p->half[0] = p->half[1] = p->b.ptr;
+  } else {
+    p->half[0] = p->b.ptr;
+    p->half[1] = (char *)p->b.ptr + half;
+  }
+  p->piece = piece_size(size, half);
+  return 0;
+}
+
+/* Waits for the stream (copies may still read or write the bounce buffer), gives the buffer
+ * back and pops the context. Returns rc, or the stream's error if rc was 0. */
+static ssize_t pipe_end(struct pipe *p, ssize_t rc) {
+  CUresult r = p->cu->cuStreamSynchronize(p->ts->stream);
+  if (r != CUDA_SUCCESS && rc >= 0)
+    rc = kvik__cuda_fail(r, "cuStreamSynchronize (device I/O stream)");
+  kvik__bounce_put(&p->b);
+  CUcontext dummy;
+  p->cu->cuCtxPopCurrent_v2(&dummy);
+  return rc;
+}
+
+ssize_t kvik__dev_read(const struct kvik__fds *f, CUcontext ctx, uint64_t dst, size_t size,
+                       int64_t off) {
+  struct pipe p;
+  int rc = pipe_begin(&p, ctx, size);
+  if (rc)
+    return rc;
+  /* pending[h]: an async copy out of half h may still be running (event ev[h] recorded). */
+  bool pending[2] = {false, false};
+  size_t done = 0;
+  ssize_t result = 0;
+  for (unsigned i = 0; done < size; i++) {
+    unsigned h = i % 2;
+    size_t len = KVIK_MIN(p.piece, size - done);
+    if (pending[h]) {
+      CUresult r = p.cu->cuEventSynchronize(p.ts->ev[h]);
+      if (r != CUDA_SUCCESS) {
+        result = kvik__cuda_fail(r, "cuEventSynchronize (copy to device at %#llx)",
+                                 (unsigned long long)(dst + done));
+        break;
+      }
+    }
+    ssize_t n = kvik__posix_read(f, p.half[h], len, off + (int64_t)done);
+    if (n < 0) {
+      result = n;
+      break;
+    }
+    if (n > 0) {
+      CUresult r = p.cu->cuMemcpyHtoDAsync_v2(dst + done, p.half[h], (size_t)n, p.ts->stream);
+      if (r == CUDA_SUCCESS)
+        r = p.cu->cuEventRecord(p.ts->ev[h], p.ts->stream);
+      if (r != CUDA_SUCCESS) {
+        result = kvik__cuda_fail(r, "cuMemcpyHtoDAsync_v2 (%zd bytes of %s at offset %lld to %#llx)",
+                                 n, f->path, (long long)(off + (int64_t)done),
+                                 (unsigned long long)(dst + done));
+        break;
+      }
+      pending[h] = true;
+    }
+    done += (size_t)n;
+    if ((size_t)n < len)
+      break; /* end of file */
+  }
+  return pipe_end(&p, result < 0 ? result : (ssize_t)done);
+}
+
+ssize_t kvik__dev_write(const struct kvik__fds *f, CUcontext ctx, uint64_t src, size_t size,
+                        int64_t off) {
+  struct pipe p;
+  int rc = pipe_begin(&p, ctx, size);
+  if (rc)
+    return rc;
+  size_t npieces = (size + p.piece - 1) / p.piece;
+  bool single = p.half[0] == p.half[1];
+  ssize_t result = 0;
+  /* Copy piece i+1 from the device while piece i is written. With a one-page bounce buffer
+   * both halves are one buffer, so the next copy waits for the write. */
+  for (size_t i = 0; i < npieces; i++) {
+    size_t pos = i * p.piece;
+    size_t len = KVIK_MIN(p.piece, size - pos);
+    unsigned h = i % 2;
+    CUresult r = CUDA_SUCCESS;
+    if (i == 0 || single)
+      r = p.cu->cuMemcpyDtoHAsync_v2(p.half[h], src + pos, len, p.ts->stream);
+    if (r == CUDA_SUCCESS && i == 0 && !single)
+      r = p.cu->cuEventRecord(p.ts->ev[h], p.ts->stream);
+    if (r == CUDA_SUCCESS && !single && i + 1 < npieces) {
+      size_t nlen = KVIK_MIN(p.piece, size - pos - p.piece);
+      r = p.cu->cuMemcpyDtoHAsync_v2(p.half[1 - h], src + pos + p.piece, nlen, p.ts->stream);
+      if (r == CUDA_SUCCESS)
+        r = p.cu->cuEventRecord(p.ts->ev[1 - h], p.ts->stream);
+    }
+    if (r != CUDA_SUCCESS) {
+      result = kvik__cuda_fail(r, "cuMemcpyDtoHAsync_v2 (%zu bytes from %#llx for %s)", len,
+                               (unsigned long long)(src + pos), f->path);
+      break;
+    }
+    r = single ? p.cu->cuStreamSynchronize(p.ts->stream) : p.cu->cuEventSynchronize(p.ts->ev[h]);
+    if (r != CUDA_SUCCESS) {
+      result = kvik__cuda_fail(r, "waiting for the copy from device at %#llx",
+                               (unsigned long long)(src + pos));
+      break;
+    }
+    ssize_t n = kvik__posix_write(f, p.half[h], len, off + (int64_t)pos);
+    if (n < 0) {
+      result = n;
+      break;
+    }
+  }
+  return pipe_end(&p, result < 0 ? result : (ssize_t)size);
+}
