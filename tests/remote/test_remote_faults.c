@@ -1,0 +1,331 @@
+/* What servers do on bad days, against the scripted server (scripted_server.py): 503 then
+ * success, 503 forever, bodies cut short, connections reset mid-range, delays past the
+ * timeout, a server that ignores Range, wrong Content-Length, a wrong Content-Range. No corrupt
+ * byte may reach the caller: every success is checked byte by byte, and every failure leaves
+ * the bytes past the buffer untouched. Also WebHDFS (GETFILESTATUS, OPEN with a redirect to
+ * the datanode) and presigned URLs checked by the server's SigV4 verifier. */
+#include "common.h"
+
+#include "remote/remote.h"
+#include "rt.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SEED 11
+#define OBJ (1 * MiB + 7)
+#define GUARD 64
+
+static struct rt_server srv;
+static char *root;
+static unsigned char *buf;
+
+static void url_of(char *out, size_t len, const char *path) {
+  snprintf(out, len, "%s%s", srv.base, path);
+}
+
+static long requests_for(const char *id) {
+  char path[128], body[64];
+  snprintf(path, sizeof path, "/stats/%s", id);
+  if (rt_http_get(srv.port, path, body, sizeof body) != 200)
+    fail_msg("stats request failed");
+  return atol(body);
+}
+
+static kvik_remote *open_sized(const char *path, uint64_t size) {
+  char url[512];
+  url_of(url, sizeof url, path);
+  struct kvik_remote_opts o = {.sz = sizeof o, .size = size, .type = KVIK_REMOTE_HTTP};
+  kvik_remote *r = NULL;
+  ASSERT_CODE(kvik_remote_open(&r, url, &o), 0);
+  return r;
+}
+
+/* Reads len bytes at off; on success checks the bytes, always checks the guard. */
+static ssize_t read_checked(kvik_remote *r, size_t len, size_t off, bool parallel) {
+  memset(buf, 0xEE, len + GUARD);
+  ssize_t n;
+  if (parallel) {
+    kvik_pool *pool;
+    ASSERT_CODE(kvik_pool_create(&pool, 4), 0);
+    struct kvik_io_opts io = {.sz = sizeof io, .task_size = 64 * KiB, .pool = pool};
+    kvik_future *f;
+    int rc = kvik_remote_pread(r, buf, len, (int64_t)off, &io, &f);
+    n = rc ? rc : kvik_future_wait(f);
+    kvik_pool_destroy(pool);
+  } else {
+    n = kvik_remote_read(r, buf, len, (int64_t)off);
+  }
+  if (n == (ssize_t)len)
+    ASSERT_PATTERN(buf, len, off, SEED, "read through faults");
+  ASSERT_FILLED(buf + len, GUARD, 0xEE, "bytes past the buffer");
+  return n;
+}
+
+struct logbuf {
+  pthread_mutex_t lock;
+  char text[1 << 16];
+  size_t len;
+};
+static struct logbuf logs = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void collect(int level, const char *msg, void *user) {
+  struct logbuf *b = user;
+  if (level < KVIK_LOG_WARN)
+    return;
+  pthread_mutex_lock(&b->lock);
+  size_t n = strlen(msg);
+  if (b->len + n + 2 < sizeof b->text) {
+    memcpy(b->text + b->len, msg, n);
+    b->len += n;
+    b->text[b->len++] = '\n';
+    b->text[b->len] = '\0';
+  }
+  pthread_mutex_unlock(&b->lock);
+}
+
+static void well_behaved_and_redirected(void **state) {
+  (void)state;
+  char url[256];
+  url_of(url, sizeof url, "/f/obj.bin");
+  kvik_remote *r;
+  ASSERT_CODE(kvik_remote_open(&r, url, NULL), 0);
+  ASSERT_CODE(kvik_remote_size(r), OBJ);
+  ASSERT_CODE(read_checked(r, OBJ, 0, true), OBJ);
+  ASSERT_CODE(read_checked(r, 1000, 12345, false), 1000);
+  kvik_remote_close(r);
+  url_of(url, sizeof url, "/redirect/obj.bin");
+  ASSERT_CODE(kvik_remote_open(&r, url, NULL), 0);
+  ASSERT_CODE(kvik_remote_size(r), OBJ);
+  ASSERT_CODE(read_checked(r, OBJ - 5, 5, true), OBJ - 5);
+  kvik_remote_close(r);
+}
+
+static void status_503_then_success_is_retried(void **state) {
+  (void)state;
+  logs.len = 0;
+  logs.text[0] = '\0';
+  kvik_set_log(collect, &logs, KVIK_LOG_WARN);
+  kvik_remote *r = open_sized("/fault/503once/a/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, OBJ, 0, false), OBJ);
+  kvik_set_log(NULL, NULL, KVIK_LOG_OFF);
+  ASSERT_CODE(requests_for("a"), 2);
+  ASSERT_CONTAINS(logs.text, "HTTP 503");
+  ASSERT_CONTAINS(logs.text, "attempt 1 of 3");
+  kvik_remote_close(r);
+  /* In parallel: the first range meets the 503, the rest go on. */
+  r = open_sized("/fault/503once/b/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, OBJ, 0, true), OBJ);
+  kvik_remote_close(r);
+}
+
+static void status_503_forever_fails_after_the_attempts(void **state) {
+  (void)state;
+  kvik_remote *r = open_sized("/fault/503always/c/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, 1000, 0, false), KVIK_EHTTP);
+  ASSERT_CONTAINS(kvik_last_error(), "HTTP 503");
+  ASSERT_CONTAINS(kvik_last_error(), "S3 SlowDown");
+  ASSERT_CONTAINS(kvik_last_error(), "gave up after 3 attempts");
+  ASSERT_CODE(requests_for("c"), 3);
+  kvik_remote_close(r);
+  /* KVIKIO_HTTP_MAX_ATTEMPTS is honoured; a status not in KVIKIO_HTTP_STATUS_CODES is not
+   * retried at all. */
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_HTTP_MAX_ATTEMPTS, 5), 0);
+  r = open_sized("/fault/503always/d/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, 1000, 0, false), KVIK_EHTTP);
+  ASSERT_CODE(requests_for("d"), 5);
+  ASSERT_CODE(kvik_config_set_str(KVIK_CFG_HTTP_STATUS_CODES, "500"), 0);
+  ASSERT_CODE(read_checked(r, 1000, 0, false), KVIK_EHTTP);
+  ASSERT_CODE(requests_for("d"), 6);
+  kvik_remote_close(r);
+  ASSERT_CODE(kvik_config_reload(), 0);
+}
+
+static void bodies_cut_short_restart_from_the_first_byte(void **state) {
+  (void)state;
+  kvik_remote *r = open_sized("/fault/short/e/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, OBJ - 100, 100, false), OBJ - 100);
+  ASSERT_CODE(requests_for("e"), 2);
+  kvik_remote_close(r);
+  r = open_sized("/fault/shortalways/f/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, OBJ, 0, false), KVIK_EHTTP);
+  ASSERT_CONTAINS(kvik_last_error(), "gave up after 3 attempts");
+  kvik_remote_close(r);
+}
+
+static void connection_reset_mid_range_is_retried(void **state) {
+  (void)state;
+  kvik_remote *r = open_sized("/fault/reset/g/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, OBJ, 0, false), OBJ);
+  ASSERT_CODE(requests_for("g"), 2);
+  kvik_remote_close(r);
+  r = open_sized("/fault/resetalways/h/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, OBJ, 0, true), KVIK_EHTTP);
+  kvik_remote_close(r);
+}
+
+static void delay_past_the_timeout(void **state) {
+  (void)state;
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_HTTP_TIMEOUT, 1), 0);
+  kvik_remote *r = open_sized("/fault/slow/i/obj.bin?delay=2.5", OBJ);
+  ASSERT_CODE(read_checked(r, 4096, 0, false), 4096);
+  ASSERT_CODE(requests_for("i"), 2);
+  kvik_remote_close(r);
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_HTTP_MAX_ATTEMPTS, 2), 0);
+  r = open_sized("/fault/slowalways/j/obj.bin?delay=1.5", OBJ);
+  ASSERT_CODE(read_checked(r, 4096, 0, false), KVIK_ETIMEDOUT);
+  ASSERT_CONTAINS(kvik_last_error(), "gave up after 2 attempts");
+  kvik_remote_close(r);
+  ASSERT_CODE(kvik_config_reload(), 0);
+}
+
+static void server_ignoring_range_is_detected(void **state) {
+  (void)state;
+  kvik_remote *r = open_sized("/fault/norange/k/obj.bin", OBJ);
+  /* Not at offset 0: refused before a byte is written. */
+  ASSERT_CODE(read_checked(r, 1000, 100, false), KVIK_EHTTP);
+  ASSERT_CONTAINS(kvik_last_error(), "ignored the Range header");
+  ASSERT_FILLED(buf, 1000, 0xEE, "buffer when the server ignores Range");
+  /* At offset 0 the body is longer than asked: never written past the buffer. */
+  ASSERT_CODE(read_checked(r, 1000, 0, false), KVIK_EHTTP);
+  ASSERT_CONTAINS(kvik_last_error(), "more than the 1000 bytes");
+  ASSERT_CODE(read_checked(r, 200 * KiB, 0, true), KVIK_EHTTP);
+  /* The whole object from offset 0 is exactly what a 200 sends: that is fine. */
+  ASSERT_CODE(read_checked(r, OBJ, 0, false), OBJ);
+  kvik_remote_close(r);
+}
+
+static void wrong_lengths_and_ranges(void **state) {
+  (void)state;
+  kvik_remote *r = open_sized("/fault/lenless/l/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, 5000, 10, false), KVIK_EHTTP);
+  ASSERT_CONTAINS(kvik_last_error(), "body ended after 4990 of the 5000 bytes");
+  kvik_remote_close(r);
+  r = open_sized("/fault/lenmore/m/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, 5000, 10, false), KVIK_EHTTP);
+  ASSERT_CONTAINS(kvik_last_error(), "gave up after 3 attempts");
+  kvik_remote_close(r);
+  r = open_sized("/fault/wrongrange/n/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, 5000, 10, false), KVIK_EHTTP);
+  ASSERT_CONTAINS(kvik_last_error(), "not the range 10-5009");
+  ASSERT_CODE(requests_for("n"), 1); /* not retried: the server is wrong, not busy */
+  ASSERT_FILLED(buf, 5000, 0xEE, "buffer after a wrong Content-Range");
+  kvik_remote_close(r);
+  r = open_sized("/fault/404/o/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, 10, 0, false), KVIK_EHTTP);
+  ASSERT_CONTAINS(kvik_last_error(), "HTTP 404");
+  ASSERT_CONTAINS(kvik_last_error(), "NoSuchKey");
+  ASSERT_FILLED(buf, 10, 0xEE, "buffer after a 404");
+  kvik_remote_close(r);
+}
+
+static void webhdfs(void **state) {
+  (void)state;
+  char url[256];
+  url_of(url, sizeof url, "/webhdfs/v1/obj.bin");
+  kvik_remote *r;
+  /* The server wants user.name=kvik. */
+  ASSERT_CODE(kvik_remote_open(&r, url, NULL), KVIK_EHTTP);
+  ASSERT_CONTAINS(kvik_last_error(), "HTTP 401");
+  ASSERT_CONTAINS(kvik_last_error(), "SecurityException");
+  ASSERT_CODE(kvik_config_set_str(KVIK_CFG_WEBHDFS_USERNAME, "kvik"), 0);
+  ASSERT_CODE(kvik_remote_open(&r, url, NULL), 0);
+  ASSERT_CODE(kvik_remote_type(r), KVIK_REMOTE_WEBHDFS);
+  ASSERT_CODE(kvik_remote_size(r), OBJ);
+  ASSERT_CODE(read_checked(r, OBJ, 0, true), OBJ);
+  ASSERT_CODE(read_checked(r, 99, OBJ - 99, false), 99);
+  kvik_remote_close(r);
+  url_of(url, sizeof url, "/webhdfs/v1/missing.bin");
+  ASSERT_CODE(kvik_remote_open(&r, url, NULL), KVIK_EHTTP);
+  ASSERT_CONTAINS(kvik_last_error(), "HTTP 404");
+  ASSERT_CONTAINS(kvik_last_error(), "FileNotFoundException");
+  url_of(url, sizeof url, "/webhdfs/v1/empty.bin");
+  ASSERT_CODE(kvik_remote_open(&r, url, NULL), 0);
+  ASSERT_CODE(kvik_remote_size(r), 0);
+  kvik_remote_close(r);
+  ASSERT_CODE(kvik_config_reload(), 0);
+}
+
+static void presigned_urls(void **state) {
+  (void)state;
+  char url[2048];
+  ASSERT_CODE(rt_http_get(srv.port, "/presign/obj.bin", url, sizeof url), 200);
+  kvik_remote *r;
+  uint64_t before = kvik__remote_request_count();
+  ASSERT_CODE(kvik_remote_open(&r, url, NULL), 0);
+  ASSERT_CODE(kvik__remote_request_count() - before, 1); /* one ranged GET, no HEAD */
+  ASSERT_CODE(kvik_remote_type(r), KVIK_REMOTE_S3_PRESIGNED);
+  ASSERT_CODE(kvik_remote_size(r), OBJ);
+  ASSERT_CODE(read_checked(r, OBJ, 0, true), OBJ);
+  ASSERT_CODE(read_checked(r, 1, OBJ - 1, false), 1);
+  const char *sig = strstr(url, "X-Amz-Signature=") + 16;
+  assert_null(strstr(kvik_remote_url(r), sig));
+  kvik_remote_close(r);
+  /* A wrong signature is refused by the server, and the error names the 403 but not the
+   * signature. */
+  char bad[2048];
+  snprintf(bad, sizeof bad, "%s", url);
+  char *s = strstr(bad, "X-Amz-Signature=") + 16;
+  s[0] = s[0] == '0' ? '1' : '0';
+  ASSERT_CODE(kvik_remote_open(&r, bad, NULL), KVIK_EHTTP);
+  ASSERT_CONTAINS(kvik_last_error(), "HTTP 403");
+  ASSERT_CONTAINS(kvik_last_error(), "SignatureDoesNotMatch");
+  if (strstr(kvik_last_error(), s))
+    fail_msg("the error shows the signature: %s", kvik_last_error());
+  /* An empty object has no byte 0: the size still comes out as 0. */
+  ASSERT_CODE(rt_http_get(srv.port, "/presign/empty.bin", url, sizeof url), 200);
+  ASSERT_CODE(kvik_remote_open(&r, url, NULL), 0);
+  ASSERT_CODE(kvik_remote_size(r), 0);
+  kvik_remote_close(r);
+}
+
+int main(int argc, char **argv) {
+  t_select(argc, argv);
+  t_clear_kvikio_env();
+  kvik_remote *probe;
+  struct kvik_remote_opts o = {.sz = sizeof o, .size = 1};
+  if (kvik_remote_open(&probe, "http://127.0.0.1:9/x", &o) == KVIK_EUNSUPPORTED) {
+    printf("SKIP remote_faults: %s\n", kvik_last_error());
+    return 77;
+  }
+  kvik_remote_close(probe);
+  root = t_mkdtemp(NULL);
+  if (!root)
+    return 1;
+  chmod(root, 0755);
+  char *p = t_join(root, "obj.bin");
+  t_write_pattern_file(p, OBJ, SEED);
+  free(p);
+  p = t_join(root, "empty.bin");
+  t_write_pattern_file(p, 0, SEED);
+  free(p);
+  buf = t_alloc_aligned(OBJ + GUARD);
+  const char *extra[] = {"--hdfs-user", "kvik", NULL};
+  char why[4096];
+  if (rt_scripted_start(&srv, root, extra, why, sizeof why) != 0) {
+    printf("SKIP remote_faults: %s\n", why);
+    t_rmtree(root);
+    return 77;
+  }
+  printf("scripted server on %s\n", srv.base);
+  kvik__remote_set_backoff_ms(20); /* the retry logic, not the waiting, is under test */
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(well_behaved_and_redirected),
+      cmocka_unit_test(status_503_then_success_is_retried),
+      cmocka_unit_test(status_503_forever_fails_after_the_attempts),
+      cmocka_unit_test(bodies_cut_short_restart_from_the_first_byte),
+      cmocka_unit_test(connection_reset_mid_range_is_retried),
+      cmocka_unit_test(delay_past_the_timeout),
+      cmocka_unit_test(server_ignoring_range_is_detected),
+      cmocka_unit_test(wrong_lengths_and_ranges),
+      cmocka_unit_test(webhdfs),
+      cmocka_unit_test(presigned_urls),
+  };
+  int rc = cmocka_run_group_tests_name("remote_faults", tests, NULL, NULL);
+  rt_stop(&srv);
+  t_rmtree(root);
+  free(buf);
+  return rc;
+}
