@@ -241,6 +241,20 @@ KVIK_API int kvik_file_pread(kvik_file *f, void *buf, size_t size, int64_t offse
 KVIK_API int kvik_file_pwrite(kvik_file *f, const void *buf, size_t size, int64_t offset,
                               const struct kvik_io_opts *opts, kvik_future **out);
 
+/** Counters of the bounce-buffer pool (page-aligned, pinned when CUDA is in use, each
+ *  KVIKIO_BOUNCE_BUFFER_SIZE bytes): buffers that exist now, buffers in use now, and the
+ *  highest number in use at once since the process started. */
+struct kvik_bounce_stats {
+  size_t sz;          /* sizeof(struct kvik_bounce_stats)                                      */
+  size_t allocated;
+  size_t in_use;
+  size_t peak;
+  int pinned;         /* 1 if buffers are pinned with cuMemHostAlloc, 0 if plain host memory */
+};
+KVIK_API int kvik_bounce_stats(struct kvik_bounce_stats *stats);
+/** Frees the bounce buffers not in use (they are made again on demand). */
+KVIK_API void kvik_bounce_trim(void);
+
 /* ------------------------------------------------------------------------------------------
  * Page cache helpers.
  * ------------------------------------------------------------------------------------------ */

@@ -248,15 +248,21 @@ static int parse_value(int key, const char *text, uint64_t *num, int *codes_out,
     rc = kvik__parse_size(text, num);
   else if (st->type == KVIK_CFG_TYPE_U64)
     rc = parse_u64(text, num);
+  /* origin is the environment variable that was read, or "value" for a setter: name both. */
+  char who[128];
+  if (strcmp(origin, st->env) == 0)
+    snprintf(who, sizeof who, "%s", origin);
+  else if (strncmp(origin, "KVIKIO_", 7) == 0)
+    snprintf(who, sizeof who, "%s (alias of %s)", origin, st->env);
+  else
+    snprintf(who, sizeof who, "%s for %s", origin, st->env);
   if (rc != 0)
-    return kvik__err(code, "%s=\"%s\" (%s): invalid value, %s", origin, text, st->env,
-                     type_hint(key));
+    return kvik__err(code, "%s=\"%s\": invalid value, %s", who, text, type_hint(key));
   if (st->type != KVIK_CFG_TYPE_STRING && (*num < st->min || *num > st->max))
-    return kvik__err(code, "%s=\"%s\" (%s): out of range, must be between %llu and %llu",
-                     origin, text, st->env, (unsigned long long)st->min,
-                     (unsigned long long)st->max);
+    return kvik__err(code, "%s=\"%s\": out of range, must be between %llu and %llu", who, text,
+                     (unsigned long long)st->min, (unsigned long long)st->max);
   if (st->type == KVIK_CFG_TYPE_STRING && strlen(text) >= STR_MAX)
-    return kvik__err(code, "%s (%s): value longer than %d bytes", origin, st->env, STR_MAX - 1);
+    return kvik__err(code, "%s: value longer than %d bytes", who, STR_MAX - 1);
   return 0;
 }
 

@@ -28,7 +28,7 @@ const char *kvik_strerror(int code) {
   for (size_t i = 0; i < sizeof kvik_codes / sizeof kvik_codes[0]; i++)
     if (kvik_codes[i].code == code)
       return kvik_codes[i].text;
-  const char *t = strerrordesc_np(-code);
+  const char *t = code > -4096 ? strerrordesc_np(-code) : NULL;
   return t ? t : "unknown error";
 }
 
@@ -38,7 +38,7 @@ const char *kvik_strerror_name(int code) {
   for (size_t i = 0; i < sizeof kvik_codes / sizeof kvik_codes[0]; i++)
     if (kvik_codes[i].code == code)
       return kvik_codes[i].name;
-  const char *n = strerrorname_np(-code);
+  const char *n = code > -4096 ? strerrorname_np(-code) : NULL;
   return n ? n : "UNKNOWN";
 }
 

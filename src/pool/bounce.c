@@ -160,3 +160,20 @@ void kvik__bounce_stats(struct kvik__bounce_stats *out) {
   out->peak = n_peak;
   pthread_mutex_unlock(&lock);
 }
+
+int kvik_bounce_stats(struct kvik_bounce_stats *stats) {
+  if (!stats)
+    return kvik__err(KVIK_EINVAL, "kvik_bounce_stats: stats is NULL");
+  if (stats->sz < sizeof *stats)
+    return kvik__err(KVIK_EINVAL, "kvik_bounce_stats: stats->sz is %zu, expected at least %zu",
+                     stats->sz, sizeof *stats);
+  pthread_mutex_lock(&lock);
+  stats->allocated = n_allocated;
+  stats->in_use = n_in_use;
+  stats->peak = n_peak;
+  stats->pinned = allocator.alloc != host_alloc;
+  pthread_mutex_unlock(&lock);
+  return 0;
+}
+
+void kvik_bounce_trim(void) { kvik__bounce_trim(); }

@@ -339,7 +339,7 @@ int kvik_pool_default(kvik_pool **out) {
   pthread_mutex_lock(&all_lock);
   if (!default_pool) {
     pthread_mutex_unlock(&all_lock);
-    kvik_pool *p;
+    kvik_pool *p = NULL;
     if ((rc = pool_new(&p, want, true)) != 0)
       return rc;
     pthread_mutex_lock(&all_lock);
