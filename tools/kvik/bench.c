@@ -1,0 +1,856 @@
+/* kvik bench: write then read one file with kvik's parallel I/O and, in the same run and into
+ * the same buffer, with the plain baselines a user would otherwise write (a one-thread pwrite or
+ * pread loop), page cache hot and cold. Prints a table, or with --json one line per result.
+ *
+ * Structure: a memory kind (host now; device later) provides the buffer; an engine is one way
+ * of doing one operation (kvik, or a baseline); a case is an (op, cache) pair. Every engine of a
+ * case runs once per repetition, in alternating order, so drift hits them alike. Device memory,
+ * --compat and the device baselines (pinned pread, host-to-device copy, O_DIRECT alone) slot in
+ * as another memory kind and more engines.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "remote_cmds.h"
+
+enum op { OP_WRITE, OP_READ, OP_COUNT };
+enum cache { CACHE_HOT, CACHE_COLD, CACHE_COUNT };
+enum mem { MEM_HOST, MEM_DEVICE };
+enum summary { STAT_MEDIAN, STAT_BEST };
+
+static const char *const op_names[OP_COUNT] = {"write", "read"};
+static const char *const cache_names[CACHE_COUNT] = {"hot", "cold"};
+
+#define DEFAULT_SIZE ((uint64_t)1 << 30)
+#define MAX_REPEAT 1000
+/* The baselines hand the kernel at most this much per call (Linux moves at most 2 GiB - 4 KiB
+ * per call anyway); a power of two keeps every call page-aligned. */
+#define BASELINE_CHUNK ((size_t)1 << 30)
+/* Staging buffer for warming the page cache before hot runs. */
+#define WARM_CHUNK ((size_t)16 << 20)
+/* Offset, size and address alignment for the O_DIRECT baselines (a page suits every Linux
+ * filesystem). */
+#define DIRECT_ALIGN ((size_t)4096)
+
+struct bench_opts {
+  const char *file; /* --file, or NULL for a temporary file */
+  uint64_t size;    /* --size; 0: default (or the file's size) */
+  struct cli_io_settings io;
+  unsigned repeat;
+  int mem;
+  int stat;
+  bool json, no_write, verify, sync, force;
+  bool cache[CACHE_COUNT]; /* which cache states to run */
+};
+
+struct bench {
+  struct bench_opts o;
+  char path[4096]; /* the file being measured */
+  bool temporary;  /* created here, removed at the end */
+  struct kvik_path_info pinfo;
+  kvik_file *f;    /* kvik's handle on path */
+  int fd;          /* the baselines' descriptor on path */
+  int dfd;         /* the O_DIRECT baselines' descriptor, -1 if O_DIRECT is refused */
+  kvik_pool *pool; /* passed per call; NULL: the file's own pool */
+  struct kvik_io_opts io;
+  unsigned threads;   /* kvik's worker count */
+  uint64_t task_size; /* kvik's task size */
+  int compat;         /* the compat mode the file was opened with, resolved */
+  int direct_read, direct_write;
+  size_t size;
+  unsigned char *buf;  /* the buffer every engine reads into / writes from */
+  unsigned char *warm; /* WARM_CHUNK staging buffer */
+};
+
+/* ---- engines ------------------------------------------------------------------------- */
+
+struct engine {
+  const char *name;
+  enum op op;
+  bool baseline;
+  bool direct;   /* a baseline through an O_DIRECT descriptor */
+  unsigned mems; /* memory kinds it supports, bit (1 << enum mem) */
+  /* Runs the whole transfer once. Returns 0 or CLI_FAIL after printing why. */
+  int (*run)(struct bench *b);
+};
+
+static int run_kvik(struct bench *b, enum op op) {
+  kvik_future *fut = NULL;
+  ssize_t n;
+  int rc = op == OP_READ ? kvik_file_pread(b->f, b->buf, b->size, 0, &b->io, &fut)
+                         : kvik_file_pwrite(b->f, b->buf, b->size, 0, &b->io, &fut);
+  if (rc < 0) {
+    cli_kvik_err(rc, "kvik_file_p%s %s", op_names[op], b->path);
+    return CLI_FAIL;
+  }
+  n = kvik_future_wait(fut);
+  if (n < 0) {
+    cli_kvik_err((int)n, "kvik_file_p%s %s", op_names[op], b->path);
+    return CLI_FAIL;
+  }
+  if ((size_t)n != b->size) {
+    cli_err("kvik_file_p%s %s: %zd of %zu bytes", op_names[op], b->path, n, b->size);
+    return CLI_FAIL;
+  }
+  return CLI_OK;
+}
+
+static int engine_kvik_read(struct bench *b) { return run_kvik(b, OP_READ); }
+static int engine_kvik_write(struct bench *b) { return run_kvik(b, OP_WRITE); }
+
+/* What a user writes without kvik: one thread, one call per (large) chunk of [from, to), looping
+ * over short transfers and EINTR. */
+static int posix_loop(struct bench *b, enum op op, int fd, size_t from, size_t to) {
+  size_t done = from;
+  while (done < to) {
+    size_t want = to - done < BASELINE_CHUNK ? to - done : BASELINE_CHUNK;
+    ssize_t n = op == OP_READ ? pread(fd, b->buf + done, want, (off_t)done)
+                              : pwrite(fd, b->buf + done, want, (off_t)done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      cli_err("bench: p%s %s: %zu bytes at offset %zu: %s", op_names[op], b->path, want, done,
+              n < 0           ? strerror(errno)
+              : op == OP_READ ? "end of file"
+                              : "nothing written");
+      return CLI_FAIL;
+    }
+    done += (size_t)n;
+  }
+  return CLI_OK;
+}
+
+static int engine_pread(struct bench *b) { return posix_loop(b, OP_READ, b->fd, 0, b->size); }
+static int engine_pwrite(struct bench *b) { return posix_loop(b, OP_WRITE, b->fd, 0, b->size); }
+
+/* The same through an O_DIRECT descriptor: the limit of what direct I/O from one thread gets,
+ * to compare kvik with when its own reads or writes go direct. The page-aligned part goes
+ * direct (the buffer is page-aligned), an unaligned tail buffered, as kvik does. */
+static int direct_loop(struct bench *b, enum op op) {
+  size_t aligned = b->size / DIRECT_ALIGN * DIRECT_ALIGN;
+  if (posix_loop(b, op, b->dfd, 0, aligned) != CLI_OK)
+    return CLI_FAIL;
+  return posix_loop(b, op, b->fd, aligned, b->size);
+}
+
+static int engine_pread_direct(struct bench *b) { return direct_loop(b, OP_READ); }
+static int engine_pwrite_direct(struct bench *b) { return direct_loop(b, OP_WRITE); }
+
+#define HOST (1u << MEM_HOST)
+/* Per case, kvik is compared with the baseline of its own mode: buffered, or O_DIRECT when
+ * kvik's reads (or writes) use it. The O_DIRECT baselines run only then. */
+static const struct engine engines[] = {
+    {"kvik", OP_WRITE, false, false, HOST, engine_kvik_write},
+    {"pwrite", OP_WRITE, true, false, HOST, engine_pwrite},
+    {"pwrite-direct", OP_WRITE, true, true, HOST, engine_pwrite_direct},
+    {"kvik", OP_READ, false, false, HOST, engine_kvik_read},
+    {"pread", OP_READ, true, false, HOST, engine_pread},
+    {"pread-direct", OP_READ, true, true, HOST, engine_pread_direct},
+};
+#define NENGINES (sizeof engines / sizeof engines[0])
+
+/* ---- data pattern -------------------------------------------------------------------- */
+
+static uint64_t pattern_word(uint64_t i) { return (i + 1) * UINT64_C(0x9E3779B97F4A7C15); }
+
+static void pattern_fill(unsigned char *p, size_t size) {
+  size_t words = size / 8;
+  for (size_t i = 0; i < words; i++) {
+    uint64_t w = pattern_word(i);
+    memcpy(p + i * 8, &w, 8);
+  }
+  uint64_t w = pattern_word(words);
+  memcpy(p + words * 8, &w, size % 8);
+}
+
+/* Returns the first offset that differs from the pattern, or size if none does. */
+static size_t pattern_check(const unsigned char *p, size_t size) {
+  size_t words = size / 8;
+  for (size_t i = 0; i < words; i++) {
+    uint64_t w = pattern_word(i);
+    if (memcmp(p + i * 8, &w, 8) != 0) {
+      for (size_t j = 0; j < 8; j++)
+        if (p[i * 8 + j] != ((const unsigned char *)&w)[j])
+          return i * 8 + j;
+    }
+  }
+  uint64_t w = pattern_word(words);
+  for (size_t j = 0; j < size % 8; j++)
+    if (p[words * 8 + j] != ((const unsigned char *)&w)[j])
+      return words * 8 + j;
+  return size;
+}
+
+/* ---- the temporary file and signals -------------------------------------------------- */
+
+/* The temporary file to remove if a signal ends the run; only the main thread writes it, before
+ * the handlers are installed. */
+static char signal_unlink_path[4096];
+
+static void on_signal(int sig) {
+  /* unlink and raise are async-signal-safe; SA_RESETHAND restored the default action. */
+  if (signal_unlink_path[0])
+    unlink(signal_unlink_path);
+  raise(sig);
+}
+
+static void remove_on_signal(const char *path) {
+  struct sigaction sa;
+  snprintf(signal_unlink_path, sizeof signal_unlink_path, "%s", path);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = (int)SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* ---- setup --------------------------------------------------------------------------- */
+
+static void bench_usage(FILE *out) {
+  fputs("usage: kvik bench [options]\n"
+        "\n"
+        "Writes then reads one file with kvik's parallel I/O (kvik_file_pwrite/pread), and with\n"
+        "one-thread pwrite/pread loops into the same buffer as the baselines, page cache hot and\n"
+        "cold. Each measurement runs --repeat times; the table shows the median (or --best).\n"
+        "\n"
+        "options:\n"
+        "  --file PATH          file to use (kept afterwards); default: a temporary file in\n"
+        "                       $TMPDIR or /tmp, removed afterwards. An existing non-empty file\n"
+        "                       is only overwritten with --force.\n"
+        "  --size BYTES         bytes to write and read (K, M, G, T suffixes: 1K = 1024);\n"
+        "                       default 1G, or the file's size with --no-write\n"
+        "  --threads N          kvik's worker threads (default: KVIKIO_NTHREADS)\n"
+        "  --task-size BYTES    bytes per parallel task (default: KVIKIO_TASK_SIZE)\n"
+        "  --direct-io on|off   opportunistic O_DIRECT for reads and writes (default:\n"
+        "                       KVIKIO_AUTO_DIRECT_IO_READ / _WRITE)\n"
+        "  --compat on|off|auto compat mode the file is opened with (default: KVIKIO_COMPAT_MODE)\n"
+        "  --mem host           memory to read into and write from (device: later, with CUDA)\n"
+        "  --cache hot|cold|both  page-cache states to measure (default: both)\n"
+        "  --repeat N           runs per measurement (default 3)\n"
+        "  --best               report the fastest run instead of the median\n"
+        "  --no-write           only read an existing --file\n"
+        "  --sync               count the fdatasync after each write in its time\n"
+        "  --verify             check the bytes of every read (untimed)\n"
+        "  --force              overwrite an existing non-empty --file\n"
+        "  --json               one JSON object per measurement on stdout instead of the table\n"
+        "  --url URL            read a remote object instead ('kvik bench --url URL --help')\n"
+        "\n"
+        "Writes end with an untimed fdatasync (timed with --sync), so no dirty pages carry over.\n"
+        "Hot: the file's pages are read into the page cache first. Cold: they are dropped first\n"
+        "(kvik_drop_file_cache); on tmpfs, which has no backing store, cold runs are skipped.\n",
+        out);
+}
+
+enum {
+  OPT_FILE = 256,
+  OPT_SIZE,
+  OPT_THREADS,
+  OPT_TASK_SIZE,
+  OPT_DIRECT_IO,
+  OPT_COMPAT,
+  OPT_MEM,
+  OPT_CACHE,
+  OPT_REPEAT,
+  OPT_BEST,
+  OPT_NO_WRITE,
+  OPT_SYNC,
+  OPT_VERIFY,
+  OPT_FORCE,
+  OPT_JSON,
+};
+
+static int bad_value(const char *opt, const char *value, const char *expected) {
+  cli_err("bench: invalid %s '%s' (expected %s)", opt, value, expected);
+  return CLI_USAGE;
+}
+
+static int parse_args(int argc, char **argv, struct bench_opts *o) {
+  static const struct option longopts[] = {
+      {"help", no_argument, NULL, 'h'},
+      {"file", required_argument, NULL, OPT_FILE},
+      {"size", required_argument, NULL, OPT_SIZE},
+      {"threads", required_argument, NULL, OPT_THREADS},
+      {"task-size", required_argument, NULL, OPT_TASK_SIZE},
+      {"direct-io", required_argument, NULL, OPT_DIRECT_IO},
+      {"compat", required_argument, NULL, OPT_COMPAT},
+      {"mem", required_argument, NULL, OPT_MEM},
+      {"cache", required_argument, NULL, OPT_CACHE},
+      {"repeat", required_argument, NULL, OPT_REPEAT},
+      {"best", no_argument, NULL, OPT_BEST},
+      {"no-write", no_argument, NULL, OPT_NO_WRITE},
+      {"sync", no_argument, NULL, OPT_SYNC},
+      {"verify", no_argument, NULL, OPT_VERIFY},
+      {"force", no_argument, NULL, OPT_FORCE},
+      {"json", no_argument, NULL, OPT_JSON},
+      {NULL, 0, NULL, 0},
+  };
+  uint64_t v;
+  int c;
+
+  memset(o, 0, sizeof *o);
+  cli_io_settings_init(&o->io);
+  o->repeat = 3;
+  o->mem = MEM_HOST;
+  o->stat = STAT_MEDIAN;
+  o->cache[CACHE_HOT] = o->cache[CACHE_COLD] = true;
+
+  optind = 0; /* glibc: full reset, so each command parses its own argv from the start */
+  while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'h': bench_usage(stdout); return -1;
+    case OPT_FILE: o->file = optarg; break;
+    case OPT_SIZE:
+      if (cli_parse_size(optarg, &v) < 0 || v == 0 || v > (uint64_t)SSIZE_MAX)
+        return bad_value("--size", optarg, "a byte count > 0, e.g. 4096, 256M, 1G");
+      o->size = v;
+      break;
+    case OPT_THREADS:
+      if (cli_parse_u64(optarg, 1, 4096, &v) < 0)
+        return bad_value("--threads", optarg, "a number from 1 to 4096");
+      o->io.threads = v;
+      break;
+    case OPT_TASK_SIZE:
+      if (cli_parse_size(optarg, &v) < 0 || v == 0)
+        return bad_value("--task-size", optarg, "a byte count > 0, e.g. 4M");
+      o->io.task_size = v;
+      break;
+    case OPT_DIRECT_IO:
+      if ((o->io.direct_io = cli_parse_onoff(optarg)) < 0)
+        return bad_value("--direct-io", optarg, "on or off");
+      break;
+    case OPT_COMPAT:
+      if ((o->io.compat = cli_parse_compat(optarg)) < 0)
+        return bad_value("--compat", optarg, "on, off or auto");
+      break;
+    case OPT_MEM:
+      if (strcmp(optarg, "host") == 0) {
+        o->mem = MEM_HOST;
+      } else if (strcmp(optarg, "device") == 0) {
+        cli_err("bench: device memory benchmarks need CUDA support (not built yet)");
+        return CLI_USAGE;
+      } else {
+        return bad_value("--mem", optarg, "host or device");
+      }
+      break;
+    case OPT_CACHE:
+      o->cache[CACHE_HOT] = strcmp(optarg, "hot") == 0 || strcmp(optarg, "both") == 0;
+      o->cache[CACHE_COLD] = strcmp(optarg, "cold") == 0 || strcmp(optarg, "both") == 0;
+      if (!o->cache[CACHE_HOT] && !o->cache[CACHE_COLD])
+        return bad_value("--cache", optarg, "hot, cold or both");
+      break;
+    case OPT_REPEAT:
+      if (cli_parse_u64(optarg, 1, MAX_REPEAT, &v) < 0)
+        return bad_value("--repeat", optarg, "a number from 1 to 1000");
+      o->repeat = (unsigned)v;
+      break;
+    case OPT_BEST: o->stat = STAT_BEST; break;
+    case OPT_NO_WRITE: o->no_write = true; break;
+    case OPT_SYNC: o->sync = true; break;
+    case OPT_VERIFY: o->verify = true; break;
+    case OPT_FORCE: o->force = true; break;
+    case OPT_JSON: o->json = true; break;
+    default: bench_usage(stderr); return CLI_USAGE;
+    }
+  }
+  if (optind < argc) {
+    cli_err("bench: unexpected argument '%s' (try 'kvik bench --help')", argv[optind]);
+    return CLI_USAGE;
+  }
+  if (o->no_write && !o->file) {
+    cli_err("bench: --no-write reads an existing file: give it with --file");
+    return CLI_USAGE;
+  }
+  if (o->no_write && o->verify) {
+    cli_err("bench: --verify checks the pattern kvik bench writes; it cannot with --no-write");
+    return CLI_USAGE;
+  }
+  return CLI_OK;
+}
+
+static const char *temp_dir(void) {
+  const char *d = getenv("TMPDIR");
+  return d && *d ? d : "/tmp";
+}
+
+/* Chooses the file, checks it is safe and possible to use, and fills b->path and b->size. */
+static int choose_file(struct bench *b) {
+  struct stat st;
+  char dir[4096];
+
+  if (b->o.file) {
+    snprintf(b->path, sizeof b->path, "%s", b->o.file);
+    if (stat(b->path, &st) == 0) {
+      if (!S_ISREG(st.st_mode)) {
+        cli_err("bench: %s is not a regular file", b->path);
+        return CLI_FAIL;
+      }
+      if (!b->o.no_write && st.st_size > 0 && !b->o.force) {
+        cli_err("bench: %s exists and kvik bench would overwrite it; use --no-write to only "
+                "read it, or --force to overwrite it",
+                b->path);
+        return CLI_FAIL;
+      }
+      if (b->o.no_write) {
+        if (st.st_size == 0) {
+          cli_err("bench: %s is empty: nothing to read", b->path);
+          return CLI_FAIL;
+        }
+        if (b->o.size > (uint64_t)st.st_size) {
+          char want[32], have[32];
+          cli_err("bench: --size %s is larger than %s (%s)",
+                  cli_fmt_size(b->o.size, want, sizeof want), b->path,
+                  cli_fmt_size((uint64_t)st.st_size, have, sizeof have));
+          return CLI_FAIL;
+        }
+        if (!b->o.size)
+          b->o.size = (uint64_t)st.st_size;
+      }
+    } else if (b->o.no_write) {
+      cli_err("bench: %s: %s", b->path, strerror(errno));
+      return CLI_FAIL;
+    }
+    /* The directory holding the file, for the free-space check and kvik_path_info. */
+    snprintf(dir, sizeof dir, "%s", b->path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+      snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+      dir[1] = '\0';
+    else
+      *slash = '\0';
+  } else {
+    snprintf(dir, sizeof dir, "%s", temp_dir());
+    if ((size_t)snprintf(b->path, sizeof b->path, "%s/kvik-bench-XXXXXX", dir) >= sizeof b->path) {
+      cli_err("bench: temporary directory path too long: %s", dir);
+      return CLI_FAIL;
+    }
+    int fd = mkstemp(b->path);
+    if (fd < 0) {
+      cli_err("bench: cannot create a file in %s: %s (set TMPDIR or use --file)", dir,
+              strerror(errno));
+      return CLI_FAIL;
+    }
+    close(fd);
+    b->temporary = true;
+    remove_on_signal(b->path);
+  }
+  if (!b->o.size)
+    b->o.size = DEFAULT_SIZE;
+  if (b->o.size > SIZE_MAX) {
+    cli_err("bench: --size too large for this machine");
+    return CLI_FAIL;
+  }
+  b->size = (size_t)b->o.size;
+
+  b->pinfo.sz = sizeof b->pinfo;
+  int rc = kvik_path_info(dir, &b->pinfo);
+  if (rc < 0) {
+    cli_kvik_err(rc, "bench: %s", dir);
+    return CLI_FAIL;
+  }
+  if (!b->o.no_write) {
+    struct statvfs vfs;
+    uint64_t have = 0;
+    if (stat(b->path, &st) == 0)
+      have = (uint64_t)st.st_size; /* space the file already holds is reused */
+    if (statvfs(dir, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize + have < b->o.size) {
+      char need[32], free_[32];
+      cli_err("bench: not enough space in %s: %s free, %s needed (use --size or --file)", dir,
+              cli_fmt_size((uint64_t)vfs.f_bavail * vfs.f_frsize, free_, sizeof free_),
+              cli_fmt_size(b->o.size, need, sizeof need));
+      return CLI_FAIL;
+    }
+  }
+  return CLI_OK;
+}
+
+static int open_file(struct bench *b) {
+  struct kvik_file_info fi = {.sz = sizeof fi};
+  const char *flags = b->o.no_write ? "r" : "w+";
+  int rc;
+
+  rc = kvik_file_open(&b->f, b->path, flags, 0644, (kvik_compat)b->o.io.compat);
+  if (rc < 0) {
+    cli_kvik_err(rc, "bench: cannot open %s", b->path);
+    return CLI_FAIL;
+  }
+  rc = kvik_file_info(b->f, &fi);
+  if (rc < 0) {
+    cli_kvik_err(rc, "bench: %s", b->path);
+    return CLI_FAIL;
+  }
+  b->compat = fi.compat;
+  b->direct_read = fi.direct_read;
+  b->direct_write = fi.direct_write;
+  b->fd = open(b->path, (b->o.no_write ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (b->fd < 0) {
+    cli_err("bench: %s: %s", b->path, strerror(errno));
+    return CLI_FAIL;
+  }
+  /* Only needed when kvik goes direct; a filesystem that refuses O_DIRECT gets no such
+   * baseline (and kvik there runs buffered anyway). */
+  if (b->direct_read || b->direct_write)
+    b->dfd = open(b->path, (b->o.no_write ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+  return CLI_OK;
+}
+
+/* Reads the whole file through the page cache, so a hot run finds every page there. */
+static int warm_cache(struct bench *b) {
+  size_t done = 0;
+  while (done < b->size) {
+    size_t want = b->size - done < WARM_CHUNK ? b->size - done : WARM_CHUNK;
+    ssize_t n = pread(b->fd, b->warm, want, (off_t)done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      cli_err("bench: reading %s at %zu: %s", b->path, done,
+              n < 0 ? strerror(errno) : "end of file");
+      return CLI_FAIL;
+    }
+    done += (size_t)n;
+  }
+  return CLI_OK;
+}
+
+static int set_cache(struct bench *b, enum cache cache) {
+  if (cache == CACHE_HOT)
+    return warm_cache(b);
+  int rc = kvik_drop_file_cache(b->path);
+  if (rc < 0) {
+    cli_kvik_err(rc, "bench: cannot drop the page cache of %s", b->path);
+    return CLI_FAIL;
+  }
+  return CLI_OK;
+}
+
+static int sync_file(struct bench *b) {
+  if (fdatasync(b->fd) != 0) {
+    cli_err("bench: fdatasync %s: %s", b->path, strerror(errno));
+    return CLI_FAIL;
+  }
+  return CLI_OK;
+}
+
+/* ---- measuring and reporting --------------------------------------------------------- */
+
+struct result {
+  const struct engine *e;
+  enum cache cache;
+  double *runs; /* seconds per repetition */
+  double seconds;
+  int baseline; /* index of the result this one is compared with, or -1 */
+};
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double summarize(const double *runs, unsigned n, int stat) {
+  double s[MAX_REPEAT];
+  memcpy(s, runs, n * sizeof *s);
+  qsort(s, n, sizeof *s, cmp_double);
+  if (stat == STAT_BEST)
+    return s[0];
+  return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+static int measure_once(struct bench *b, struct result *r, unsigned rep) {
+  const struct engine *e = r->e;
+  double t0, t1;
+
+  if (set_cache(b, r->cache) != CLI_OK)
+    return CLI_FAIL;
+  if (e->op == OP_READ && b->o.verify)
+    memset(b->buf, 0, b->size);
+  t0 = cli_now();
+  if (e->run(b) != CLI_OK)
+    return CLI_FAIL;
+  if (e->op == OP_WRITE && b->o.sync && sync_file(b) != CLI_OK)
+    return CLI_FAIL;
+  t1 = cli_now();
+  if (e->op == OP_WRITE && !b->o.sync && sync_file(b) != CLI_OK)
+    return CLI_FAIL;
+  if (e->op == OP_READ && b->o.verify) {
+    size_t bad = pattern_check(b->buf, b->size);
+    if (bad != b->size) {
+      cli_err("bench: %s read of %s returned wrong data at offset %zu", e->name, b->path, bad);
+      return CLI_FAIL;
+    }
+  }
+  r->runs[rep] = t1 - t0;
+  return CLI_OK;
+}
+
+static void json_string(FILE *out, const char *s) {
+  fputc('"', out);
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      fprintf(out, "\\%c", ch);
+    else if (ch < 0x20)
+      fprintf(out, "\\u%04x", ch);
+    else
+      fputc(ch, out);
+  }
+  fputc('"', out);
+}
+
+static double gbps(size_t bytes, double seconds) {
+  return seconds > 0 ? (double)bytes / seconds / 1e9 : 0;
+}
+
+static void print_json(const struct bench *b, const struct result *res, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const struct result *r = &res[i];
+    const struct engine *e = r->e;
+    printf("{\"op\":\"%s\",\"cache\":\"%s\",\"engine\":\"%s\",\"baseline\":%s,\"mem\":\"host\","
+           "\"bytes\":%zu,\"seconds\":%.6f,\"gbps\":%.3f,\"stat\":\"%s\",\"repeat\":%u,"
+           "\"runs\":[",
+           op_names[e->op], cache_names[r->cache], e->name, e->baseline ? "true" : "false", b->size,
+           r->seconds, gbps(b->size, r->seconds), b->o.stat == STAT_BEST ? "best" : "median",
+           b->o.repeat);
+    for (unsigned k = 0; k < b->o.repeat; k++)
+      printf("%s%.6f", k ? "," : "", r->runs[k]);
+    printf("],\"threads\":%u,\"task_size\":%llu,\"direct_io\":%d,\"sync\":%s",
+           e->baseline ? 1u : b->threads,
+           (unsigned long long)(e->baseline ? (b->size < BASELINE_CHUNK ? b->size : BASELINE_CHUNK)
+                                            : b->task_size),
+           e->baseline ? (int)e->direct : (e->op == OP_READ ? b->direct_read : b->direct_write),
+           b->o.sync ? "true" : "false");
+    if (r->baseline >= 0)
+      printf(",\"vs\":\"%s\",\"ratio\":%.3f", res[r->baseline].e->name,
+             r->seconds > 0 ? res[r->baseline].seconds / r->seconds : 0);
+    printf(",\"fs\":");
+    json_string(stdout, b->pinfo.fs_type);
+    printf(",\"file\":");
+    json_string(stdout, b->path);
+    printf(",\"version\":\"%s\"}\n", kvik_version());
+  }
+}
+
+static void print_header(const struct bench *b) {
+  char size[32], task[32];
+  printf("kvik bench %s: %s, %s (%s%s%s%s), host memory\n", kvik_version(),
+         cli_fmt_size(b->size, size, sizeof size), b->path,
+         b->pinfo.fs_type[0] ? b->pinfo.fs_type : "unknown filesystem",
+         b->pinfo.block_device[0] ? " on " : "", b->pinfo.block_device,
+         b->temporary ? ", temporary" : "");
+  printf("kvik: %u threads, task size %s, O_DIRECT reads %s, writes %s, compat %s\n", b->threads,
+         cli_fmt_size(b->task_size, task, sizeof task), b->direct_read ? "on" : "off",
+         b->direct_write ? "on" : "off", cli_compat_name(b->compat));
+  printf("baselines: one thread, pread/pwrite calls of up to 1 GiB into the same buffer%s\n",
+         b->dfd >= 0 ? "; -direct: through O_DIRECT" : "");
+  fflush(stdout);
+}
+
+static void print_table(const struct bench *b, const struct result *res, size_t n) {
+  printf("\n%-6s %-5s %-13s %9s %8s %7s\n", "op", "cache", "engine", "seconds", "GB/s", "ratio");
+  for (size_t i = 0; i < n; i++) {
+    const struct result *r = &res[i];
+    printf("%-6s %-5s %-13s %9.4f %8.2f", op_names[r->e->op], cache_names[r->cache], r->e->name,
+           r->seconds, gbps(b->size, r->seconds));
+    if (r->baseline >= 0)
+      printf(" %6.2fx%s", r->seconds > 0 ? res[r->baseline].seconds / r->seconds : 0,
+             r->baseline == (int)i ? " *" : "");
+    printf("\n");
+  }
+  printf("\n%s of %u runs; GB/s = 10^9 bytes/s; ratio = speed over the baseline marked *, the\n"
+         "one in kvik's own mode (buffered, or O_DIRECT when kvik's reads or writes use it)%s.\n",
+         b->o.stat == STAT_BEST ? "best" : "median", b->o.repeat,
+         b->o.sync ? "; write times include fdatasync" : "");
+}
+
+static int run_all(struct bench *b) {
+  struct result res[OP_COUNT * CACHE_COUNT * NENGINES];
+  double runs[OP_COUNT * CACHE_COUNT * NENGINES][MAX_REPEAT];
+  size_t n = 0, total_runs, done_runs = 0;
+
+  for (int op = 0; op < OP_COUNT; op++) {
+    if (op == OP_WRITE && b->o.no_write)
+      continue;
+    for (int cache = 0; cache < CACHE_COUNT; cache++) {
+      if (!b->o.cache[cache])
+        continue;
+      size_t first = n;
+      bool kvik_direct = op == OP_READ ? b->direct_read : b->direct_write;
+      for (size_t k = 0; k < NENGINES; k++) {
+        const struct engine *e = &engines[k];
+        if ((int)e->op != op || !(e->mems & (1u << b->o.mem)))
+          continue;
+        if (e->direct && (!kvik_direct || b->dfd < 0))
+          continue;
+        res[n] = (struct result){.e = e, .cache = cache, .runs = runs[n], .baseline = -1};
+        n++;
+      }
+      /* The reference of a case is the baseline in kvik's own mode (buffered or O_DIRECT),
+       * else its first baseline; every result of the case is compared with it. */
+      int ref = -1;
+      for (size_t j = first; j < n; j++)
+        if (res[j].e->baseline && (ref < 0 || res[j].e->direct == kvik_direct))
+          ref = (int)j;
+      for (size_t i = first; i < n; i++)
+        res[i].baseline = ref;
+    }
+  }
+  total_runs = n * b->o.repeat;
+
+  for (size_t i = 0; i < n;) {
+    /* A case is the run of results with the same op and cache. */
+    size_t end = i;
+    while (end < n && res[end].e->op == res[i].e->op && res[end].cache == res[i].cache)
+      end++;
+    for (unsigned rep = 0; rep < b->o.repeat; rep++) {
+      for (size_t k = 0; k < end - i; k++) {
+        /* Alternate the order each repetition so neither engine always goes first. */
+        size_t j = rep % 2 ? end - 1 - k : i + k;
+        cli_progress("[%zu/%zu] %s %s %s, run %u of %u", ++done_runs, total_runs,
+                     op_names[res[j].e->op], cache_names[res[j].cache], res[j].e->name, rep + 1,
+                     b->o.repeat);
+        if (measure_once(b, &res[j], rep) != CLI_OK)
+          return CLI_FAIL;
+      }
+    }
+    i = end;
+  }
+  cli_progress_done();
+
+  for (size_t i = 0; i < n; i++)
+    res[i].seconds = summarize(res[i].runs, b->o.repeat, b->o.stat);
+  if (b->o.json)
+    print_json(b, res, n);
+  else
+    print_table(b, res, n);
+  return CLI_OK;
+}
+
+static int bench_setup(struct bench *b) {
+  int rc;
+
+  if (cli_io_settings_apply(&b->o.io, &b->pool) != CLI_OK)
+    return CLI_FAIL;
+  if (choose_file(b) != CLI_OK)
+    return CLI_FAIL;
+
+  /* tmpfs and ramfs keep files only in memory: there is nothing to drop, so "cold" is hot. */
+  if (b->o.cache[CACHE_COLD] &&
+      (strcmp(b->pinfo.fs_type, "tmpfs") == 0 || strcmp(b->pinfo.fs_type, "ramfs") == 0)) {
+    if (!b->o.cache[CACHE_HOT]) {
+      cli_err("bench: %s is on %s, which keeps files in memory: cold runs are not possible "
+              "there (use --file on a disk)",
+              b->path, b->pinfo.fs_type);
+      return CLI_FAIL;
+    }
+    fprintf(stderr, "kvik: note: %s is on %s, which keeps files in memory: cold runs skipped\n",
+            b->path, b->pinfo.fs_type);
+    b->o.cache[CACHE_COLD] = false;
+  }
+
+  rc = kvik_pool_nthreads(b->pool);
+  if (rc < 0) {
+    cli_kvik_err(rc, "bench: thread pool");
+    return CLI_FAIL;
+  }
+  b->threads = (unsigned)rc;
+  if (b->o.io.task_size) {
+    b->task_size = b->o.io.task_size;
+  } else if ((rc = kvik_config_get_u64(KVIK_CFG_TASK_SIZE, &b->task_size)) < 0) {
+    cli_kvik_err(rc, "bench: %s", kvik_config_name(KVIK_CFG_TASK_SIZE));
+    return CLI_FAIL;
+  }
+  b->io =
+      (struct kvik_io_opts){.sz = sizeof b->io, .task_size = b->o.io.task_size, .pool = b->pool};
+
+  if (open_file(b) != CLI_OK)
+    return CLI_FAIL;
+
+  /* The buffer is touched in full, so a size near the machine's memory would end in the OOM
+   * killer rather than a message; hot runs also need the file to fit in the page cache. */
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) {
+    uint64_t phys = (uint64_t)pages * (uint64_t)page;
+    char need[32], have[32];
+    if (b->size > phys / 10 * 8) {
+      cli_err("bench: --size %s needs that much memory for the buffer; this machine has %s",
+              cli_fmt_size(b->size, need, sizeof need), cli_fmt_size(phys, have, sizeof have));
+      return CLI_FAIL;
+    }
+    if (b->o.cache[CACHE_HOT] && b->size > phys / 2)
+      fprintf(stderr,
+              "kvik: note: the buffer and the file (%s each) do not both fit in memory (%s): "
+              "hot runs may read from the disk\n",
+              cli_fmt_size(b->size, need, sizeof need), cli_fmt_size(phys, have, sizeof have));
+  }
+  b->buf = cli_alloc_host(b->size);
+  b->warm = cli_alloc_host(WARM_CHUNK);
+  if (!b->buf || !b->warm) {
+    char s[32];
+    cli_err("bench: cannot allocate %s of host memory", cli_fmt_size(b->size, s, sizeof s));
+    return CLI_FAIL;
+  }
+  return CLI_OK;
+}
+
+/* Lays the file out once, untimed, so every measured write overwrites allocated blocks. */
+static int bench_prepare(struct bench *b) {
+  if (b->o.no_write)
+    return CLI_OK;
+  pattern_fill(b->buf, b->size);
+  cli_progress("writing %s", b->path);
+  if (run_kvik(b, OP_WRITE) != CLI_OK || sync_file(b) != CLI_OK)
+    return CLI_FAIL;
+  return CLI_OK;
+}
+
+int cmd_bench(int argc, char **argv) {
+  struct bench b;
+  int rc;
+
+  /* --url: reading a remote object is a different benchmark (remote_cmds.c). */
+  if (cli_has_url_option(argc, argv))
+    return cmd_bench_remote(argc, argv);
+
+  memset(&b, 0, sizeof b);
+  b.fd = b.dfd = -1;
+  rc = parse_args(argc, argv, &b.o);
+  if (rc != CLI_OK)
+    return rc < 0 ? CLI_OK : rc; /* -1: --help was printed */
+
+  rc = bench_setup(&b);
+  if (rc == CLI_OK && !b.o.json)
+    print_header(&b);
+  if (rc == CLI_OK)
+    rc = bench_prepare(&b);
+  if (rc == CLI_OK)
+    rc = run_all(&b);
+  cli_progress_done();
+
+  cli_free_host(b.buf);
+  cli_free_host(b.warm);
+  if (b.fd >= 0)
+    close(b.fd);
+  if (b.dfd >= 0)
+    close(b.dfd);
+  int crc = kvik_file_close(b.f);
+  if (crc < 0 && rc == CLI_OK) {
+    cli_kvik_err(crc, "bench: closing %s", b.path);
+    rc = CLI_FAIL;
+  }
+  if (b.temporary) {
+    unlink(b.path);
+    signal_unlink_path[0] = '\0';
+  }
+  return rc;
+}
