@@ -15,6 +15,7 @@
 #include "sys/sys.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 
 static int io_fail(const struct kvik__fds *f, const char *op, int err, size_t size, int64_t off) {
@@ -67,6 +68,11 @@ static ssize_t write_loop(const struct kvik__fds *f, int fd, const char *buf, si
   return (ssize_t)done;
 }
 
+/* Smallest buffered read that gets a readahead hint. */
+#define READAHEAD_HINT_MIN ((size_t)1 << 20)
+/* Bytes read by the RWF_NOWAIT probe. */
+#define READAHEAD_PROBE ((size_t)64 << 10)
+
 static uint64_t align_down(uint64_t v, uint64_t a) { return v / a * a; }
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 static int is_aligned(const void *p, size_t a) { return ((uintptr_t)p % a) == 0; }
@@ -115,11 +121,35 @@ static ssize_t read_direct_middle(const struct kvik__fds *f, char *dst, size_t s
   return read_direct_bounced(f, dst, size, off, refused);
 }
 
+/* Buffered read of a whole range. Parallel tasks read interleaved ranges of one file, which
+ * the kernel's per-file readahead takes for random access, so a cold read falls to small
+ * synchronous I/Os. For a large range, kvik first reads its first piece with RWF_NOWAIT: it
+ * succeeds when the data is cached (the common, hot case, which then pays nothing more); when
+ * it would block, the whole range goes to readahead in one piece (POSIX_FADV_WILLNEED) before
+ * the ordinary read loop. */
+static ssize_t read_buffered(const struct kvik__fds *f, char *buf, size_t size, int64_t off) {
+  size_t done = 0;
+#ifdef KVIK_READAHEAD_HINT /* experiment, off by default: see docs/io.md */
+  if (size >= READAHEAD_HINT_MIN) {
+    struct iovec iov = {buf, READAHEAD_PROBE};
+    ssize_t n = kvik__sys.preadv2(f->fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+    if (n > 0)
+      done = (size_t)n;
+    else if (n < 0 && errno == EAGAIN)
+      kvik__sys.posix_fadvise(f->fd, (off_t)off, (off_t)size, POSIX_FADV_WILLNEED);
+    else if (n == 0)
+      return 0; /* end of file */
+  }
+#endif
+  ssize_t n = read_loop(f, f->fd, buf + done, size - done, off + (int64_t)done, NULL);
+  return n < 0 ? n : (ssize_t)(done + (size_t)n);
+}
+
 ssize_t kvik__posix_read(const struct kvik__fds *f, void *vbuf, size_t size, int64_t off) {
   char *buf = vbuf;
   size_t page = kvik__page_size();
   if (!f->direct_read || f->fd_direct < 0 || size < page)
-    return read_loop(f, f->fd, buf, size, off, NULL);
+    return read_buffered(f, buf, size, off);
 
   uint64_t end = (uint64_t)off + size;
   uint64_t mid_start = align_up((uint64_t)off, page);

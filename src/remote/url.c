@@ -106,6 +106,8 @@ int kvik__url_parse(const char *url, struct kvik__url *u) {
 
 /* Whether the query has a parameter named name (case-insensitive). */
 static bool query_has(const struct kvik__url *u, const char *name) {
+  if (!u->has_query || !u->query)
+    return false;
   const char *q = u->query, *end = u->query + u->query_len;
   size_t n = strlen(name);
   while (q && q < end) {

@@ -11,7 +11,7 @@ static int sys_open(const char *path, int flags, mode_t mode) { return open(path
   {                                                                                              \
     .open = sys_open, .close = close, .pread = pread, .pwrite = pwrite, .fstat = fstat,          \
     .fstatfs = fstatfs, .ftruncate = ftruncate, .fdatasync = fdatasync,                          \
-    .posix_fadvise = posix_fadvise, .dlopen = dlopen, .dlsym = dlsym, .dlclose = dlclose,        \
+    .posix_fadvise = posix_fadvise, .preadv2 = preadv2, .dlopen = dlopen, .dlsym = dlsym, .dlclose = dlclose,        \
   }
 
 static const struct kvik__sys_table real_table = REAL_TABLE;

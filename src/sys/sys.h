@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 struct kvik__sys_table {
   int (*open)(const char *path, int flags, mode_t mode);
@@ -20,6 +21,7 @@ struct kvik__sys_table {
   int (*ftruncate)(int fd, off_t length);
   int (*fdatasync)(int fd);
   int (*posix_fadvise)(int fd, off_t offset, off_t len, int advice);
+  ssize_t (*preadv2)(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags);
   void *(*dlopen)(const char *file, int mode);
   void *(*dlsym)(void *handle, const char *name);
   int (*dlclose)(void *handle);
