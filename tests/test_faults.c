@@ -467,6 +467,129 @@ static void direct_refused_at_io(void **state) {
   }
 }
 
+/* ---- which descriptor serves which part ------------------------------------------------- */
+
+static _Atomic long g_direct_calls, g_buffered_calls;
+
+static ssize_t count_pread(int fd, void *buf, size_t n, off_t off) {
+  if (is_target(fd))
+    atomic_fetch_add(is_direct(fd) ? &g_direct_calls : &g_buffered_calls, 1);
+  return pread(fd, buf, n, off);
+}
+
+static ssize_t count_pwrite(int fd, const void *buf, size_t n, off_t off) {
+  if (is_target(fd))
+    atomic_fetch_add(is_direct(fd) ? &g_direct_calls : &g_buffered_calls, 1);
+  return pwrite(fd, buf, n, off);
+}
+
+struct split_row {
+  int dio, overread, write;
+  size_t size;
+  uint64_t off;
+  size_t misalign;
+  int want_direct, want_buffered; /* 1: at least one call, 0: none */
+};
+
+/* Opportunistic O_DIRECT really is used, for the aligned middle only (unless overread), and
+ * not at all when off or when the range holds no whole page. */
+static void direct_io_split(void **state) {
+  (void)state;
+  if (!g_dio_fs)
+    SKIP_BECAUSE("no filesystem here opens O_DIRECT");
+  char *path = make_file("split", 4 * MiB, 12);
+  uint8_t *buf = t_alloc_aligned(2 * MiB + 4096);
+  static const struct split_row rows[] = {
+      /* dio ovr  wr  size           off   mis  direct buffered */
+      {1, 0, 0, 1 * MiB, 0, 0, 1, 0},         /* aligned everything: O_DIRECT only       */
+      {1, 0, 0, 1 * MiB, 0, 984, 1, 0},       /* misaligned buffer: bounced, still direct */
+      {1, 0, 0, 1 * MiB + 1, 1, 0, 1, 1},     /* head and tail buffered                   */
+      {1, 0, 0, 100, 1, 0, 0, 1},             /* no whole page: buffered                  */
+      {1, 0, 0, 4096, 1, 0, 0, 1},            /* a page, but not a page-aligned one       */
+      {0, 0, 0, 1 * MiB, 0, 0, 0, 1},         /* off: buffered only                       */
+      {1, 1, 0, 1 * MiB + 1, 1, 0, 1, 0},     /* overread: head and tail direct too       */
+      {1, 0, 1, 1 * MiB, 0, 0, 1, 0},         /* writes likewise                          */
+      {1, 0, 1, 1 * MiB, 0, 984, 1, 0},
+      {1, 0, 1, 1 * MiB + 1, 1, 0, 1, 1},
+      {1, 0, 1, 100, 1, 0, 0, 1},
+      {0, 0, 1, 1 * MiB, 0, 0, 0, 1},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    const struct split_row *r = &rows[i];
+    T_CONTEXT("split row %zu: dio=%d overread=%d %s size=%zu off=%llu misalign=%zu", i, r->dio,
+              r->overread, r->write ? "write" : "read", r->size, (unsigned long long)r->off,
+              r->misalign);
+    ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_READ, (uint64_t)r->dio), 0);
+    ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_WRITE, (uint64_t)r->dio), 0);
+    ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_READ_OVERREAD, (uint64_t)r->overread),
+                0);
+    kvik_file *f = NULL;
+    ASSERT_CODE(kvik_file_open(&f, path, "r+", 0, KVIK_COMPAT_ON), 0);
+    target(path);
+    atomic_store(&g_direct_calls, 0);
+    atomic_store(&g_buffered_calls, 0);
+    kvik__sys.pread = count_pread;
+    kvik__sys.pwrite = count_pwrite;
+    uint8_t *p = buf + r->misalign;
+    if (r->write) {
+      t_pat_fill(p, r->size, r->off, 12);
+      ASSERT_CODE(kvik_file_write(f, p, r->size, (int64_t)r->off), r->size);
+    } else {
+      ASSERT_CODE(kvik_file_read(f, p, r->size, (int64_t)r->off), r->size);
+      ASSERT_PATTERN(p, r->size, r->off, 12, "split read");
+    }
+    kvik__sys_reset();
+    long direct = atomic_load(&g_direct_calls), buffered = atomic_load(&g_buffered_calls);
+    if ((direct > 0) != r->want_direct || (buffered > 0) != r->want_buffered)
+      fail_msg("%s: %ld O_DIRECT calls and %ld buffered calls; expected %s and %s", t_context,
+               direct, buffered, r->want_direct ? "some" : "none",
+               r->want_buffered ? "some" : "none");
+    ASSERT_CODE(kvik_file_close(f), 0);
+  }
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_READ_OVERREAD, 0), 0);
+  ASSERT_FILE_PATTERN(path, 4 * MiB, 12);
+  free(buf);
+  free(path);
+}
+
+/* A setter takes effect for the next operation: the default task size decides how many chunks
+ * (here: buffered pread calls) a parallel read makes; opts.task_size overrides it. */
+static void task_size_setting_takes_effect(void **state) {
+  (void)state;
+  char *path = make_file("task-size", 256 * KiB, 13);
+  uint8_t *buf = t_alloc_aligned(256 * KiB);
+  kvik_file *f = NULL;
+  ASSERT_CODE(kvik_file_open(&f, path, "r", 0, KVIK_COMPAT_ON), 0);
+  target(path);
+  static const struct {
+    uint64_t setting;
+    size_t opt;
+    long want_calls;
+  } rows[] = {{4096, 0, 64}, {64 * KiB, 0, 4}, {1 * MiB, 0, 1}, {1 * MiB, 8192, 32},
+              {4096, 128 * KiB, 2}};
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_TASK_SIZE, rows[i].setting), 0);
+    atomic_store(&g_direct_calls, 0);
+    atomic_store(&g_buffered_calls, 0);
+    kvik__sys.pread = count_pread;
+    struct kvik_io_opts o = {.sz = sizeof o, .task_size = rows[i].opt, .pool = g_pool};
+    kvik_future *fut = NULL;
+    ASSERT_CODE(kvik_file_pread(f, buf, 256 * KiB, 0, &o, &fut), 0);
+    ASSERT_CODE(kvik_future_wait(fut), 256 * KiB);
+    kvik__sys_reset();
+    ASSERT_PATTERN(buf, 256 * KiB, 0, 13, "read");
+    long calls = atomic_load(&g_buffered_calls);
+    if (calls != rows[i].want_calls)
+      fail_msg("KVIKIO_TASK_SIZE set to %llu, opts.task_size %zu: %ld pread calls for 256 KiB, "
+               "expected %ld",
+               (unsigned long long)rows[i].setting, rows[i].opt, calls, rows[i].want_calls);
+  }
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_TASK_SIZE, 4 * MiB), 0);
+  ASSERT_CODE(kvik_file_close(f), 0);
+  free(buf);
+  free(path);
+}
+
 /* ---- failing open, fstat, close ----------------------------------------------------------- */
 
 static _Atomic int g_fail_open_errno;
@@ -739,6 +862,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(enospc_real_tmpfs, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(direct_refused_at_open, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(direct_refused_at_io, setup_test, teardown_test),
+      cmocka_unit_test_setup_teardown(direct_io_split, setup_test, teardown_test),
+      cmocka_unit_test_setup_teardown(task_size_setting_takes_effect, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(open_close_fstat_failures, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(allocation_failures, setup_test, teardown_test),
   };

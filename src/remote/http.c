@@ -22,10 +22,10 @@
 /* ---- global state ------------------------------------------------------------------------- */
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static int init_rc;          /* written once under init_once */
+static int init_rc; /* written once under init_once */
 static char init_msg[256];
 static bool have_sigv4;
-static char system_ca[256];  /* a system CA bundle when libcurl's default is missing, else "" */
+static char system_ca[256]; /* a system CA bundle when libcurl's default is missing, else "" */
 
 static _Atomic unsigned backoff_ms = 500;
 static _Atomic uint64_t request_count;
@@ -125,18 +125,18 @@ enum { FAIL_NONE = 0, FAIL_RANGE, FAIL_SINK };
 struct xfer {
   struct kvik__http_req *rq;
   CURL *h;
-  long status;         /* from the latest status line */
-  char reason[64];     /* its reason phrase */
-  char cr[128];        /* latest Content-Range value */
+  long status;     /* from the latest status line */
+  char reason[64]; /* its reason phrase */
+  char cr[128];    /* latest Content-Range value */
   size_t cr_len;
   bool cr_seen;
-  bool checked;        /* the first body bytes of the final response were checked */
+  bool checked; /* the first body bytes of the final response were checked */
   bool to_sink;
-  bool probe_done;     /* a size probe got its answer and ended the transfer */
-  int fail;            /* FAIL_*: why a callback aborted the transfer */
+  bool probe_done; /* a size probe got its answer and ended the transfer */
+  int fail;        /* FAIL_*: why a callback aborted the transfer */
   int sink_rc;
   char fail_msg[384];
-  uint64_t got;        /* body bytes of this attempt */
+  uint64_t got; /* body bytes of this attempt */
 };
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
@@ -252,8 +252,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
 static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *ud) {
   (void)h;
   (void)ud;
-  const char *tag = type == CURLINFO_TEXT ? "*" : type == CURLINFO_HEADER_IN ? "<"
-                  : type == CURLINFO_HEADER_OUT ? ">" : NULL;
+  const char *tag = type == CURLINFO_TEXT         ? "*"
+                    : type == CURLINFO_HEADER_IN  ? "<"
+                    : type == CURLINFO_HEADER_OUT ? ">"
+                                                  : NULL;
   if (!tag)
     return 0; /* bodies and TLS data are never logged */
   size_t i = 0;
@@ -348,10 +350,8 @@ static bool retry_curl(CURLcode c) {
   case CURLE_SEND_ERROR:
   case CURLE_GOT_NOTHING:
   case CURLE_HTTP2:
-  case CURLE_HTTP2_STREAM:
-    return true;
-  default:
-    return false;
+  case CURLE_HTTP2_STREAM: return true;
+  default: return false;
   }
 }
 
@@ -365,10 +365,10 @@ static int setup(CURL *h, struct kvik__http_req *rq, struct xfer *x, struct curl
                  char *range, size_t range_len, char *errbuf) {
   const struct kvik__endpoint *ep = rq->ep;
   CURLcode c = CURLE_OK;
-#define SET(opt, val)                                                                            \
-  do {                                                                                           \
-    if (c == CURLE_OK)                                                                           \
-      c = curl_easy_setopt(h, opt, val);                                                         \
+#define SET(opt, val)                                                                              \
+  do {                                                                                             \
+    if (c == CURLE_OK)                                                                             \
+      c = curl_easy_setopt(h, opt, val);                                                           \
   } while (0)
   SET(CURLOPT_URL, rq->url ? rq->url : ep->url);
   SET(CURLOPT_NOSIGNAL, 1L);
@@ -413,9 +413,9 @@ static int setup(CURL *h, struct kvik__http_req *rq, struct xfer *x, struct curl
     SET(CURLOPT_PASSWORD, ep->secret_key);
     /* S3 wants the payload hash in a header; libcurl signs it as given. GET and HEAD have an
      * empty payload, whose SHA-256 this is. */
-    struct curl_slist *l = curl_slist_append(
-        NULL, "x-amz-content-sha256: "
-              "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    struct curl_slist *l =
+        curl_slist_append(NULL, "x-amz-content-sha256: "
+                                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     if (l && ep->token_header) {
       struct curl_slist *l2 = curl_slist_append(l, ep->token_header);
       if (!l2) {
@@ -496,8 +496,8 @@ int kvik__http_perform(struct kvik__http_req *rq) {
     rq->content_length = cl;
     rq->received = x.got;
     if (x.cr_seen)
-      rq->cr_mask = kvik__parse_content_range(x.cr, x.cr_len, &rq->cr_first, &rq->cr_last,
-                                              &rq->cr_total);
+      rq->cr_mask =
+          kvik__parse_content_range(x.cr, x.cr_len, &rq->cr_first, &rq->cr_last, &rq->cr_total);
     if (x.probe_done && c == CURLE_WRITE_ERROR)
       c = CURLE_OK;
 
@@ -544,8 +544,9 @@ int kvik__http_perform(struct kvik__http_req *rq) {
     }
     if (!retry || attempt >= max_attempts) {
       if (retry)
-        rc = kvik__err(code, "remote %s: %s: %s; gave up after %u attempts "
-                             "(KVIKIO_HTTP_MAX_ATTEMPTS=%u)",
+        rc = kvik__err(code,
+                       "remote %s: %s: %s; gave up after %u attempts "
+                       "(KVIKIO_HTTP_MAX_ATTEMPTS=%u)",
                        shown, what, why, attempt, max_attempts);
       else
         rc = kvik__err(code, "remote %s: %s: %s", shown, what, why);

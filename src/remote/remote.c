@@ -105,14 +105,12 @@ static char *strf(const char *fmt, ...) {
 }
 
 /* Options, read only as far as the caller's struct reaches (sz), so older callers work. */
-#define OPT(o, field)                                                                            \
-  ((o) && (o)->sz >= offsetof(struct kvik_remote_opts, field) + sizeof((o)->field)             \
-       ? (o)->field                                                                             \
-       : 0)
+#define OPT(o, field)                                                                              \
+  ((o) && (o)->sz >= offsetof(struct kvik_remote_opts, field) + sizeof((o)->field) ? (o)->field : 0)
 
 /* Builds the request URL and signing settings of an S3 endpoint. */
-static int s3_endpoint(struct kvik__endpoint *ep, const char *url,
-                       const struct kvik_remote_opts *o, bool sign) {
+static int s3_endpoint(struct kvik__endpoint *ep, const char *url, const struct kvik_remote_opts *o,
+                       bool sign) {
   struct kvik__s3_parts p;
   char region_buf[64] = "";
   const char *region = OPT(o, region);
@@ -242,16 +240,18 @@ static int query_size(kvik_remote *r) {
       kvik__err_clear();
     } else if (rc == 0 && rq->status == 206) {
       if (!(rq->cr_mask > 0 && (rq->cr_mask & 2))) {
-        rc = kvik__err(KVIK_EHTTP, "kvik_remote_open %s: the answer to a ranged GET has no "
-                                   "object size in Content-Range; pass opts.size",
+        rc = kvik__err(KVIK_EHTTP,
+                       "kvik_remote_open %s: the answer to a ranged GET has no "
+                       "object size in Content-Range; pass opts.size",
                        r->ep.shown);
         break;
       }
       r->size = rq->cr_total;
     } else if (rc == 0) {
       if (rq->content_length < 0) {
-        rc = kvik__err(KVIK_EHTTP, "kvik_remote_open %s: the server sent no Content-Length; "
-                                   "pass opts.size",
+        rc = kvik__err(KVIK_EHTTP,
+                       "kvik_remote_open %s: the server sent no Content-Length; "
+                       "pass opts.size",
                        r->ep.shown);
         break;
       }
@@ -277,8 +277,9 @@ static int query_size(kvik_remote *r) {
     rq->what = "size (HEAD)";
     rc = kvik__http_perform(rq);
     if (rc == 0 && rq->content_length < 0)
-      rc = kvik__err(KVIK_EHTTP, "kvik_remote_open %s: HEAD answer has no Content-Length; "
-                                 "pass opts.size",
+      rc = kvik__err(KVIK_EHTTP,
+                     "kvik_remote_open %s: HEAD answer has no Content-Length; "
+                     "pass opts.size",
                      r->ep.shown);
     else if (rc == 0)
       r->size = (uint64_t)rq->content_length;
@@ -317,8 +318,9 @@ int kvik_remote_open(kvik_remote **out, const char *url, const struct kvik_remot
       return type;
   } else {
     if (!(allow & KVIK_REMOTE_ALLOW(type)))
-      return kvik__err(KVIK_EINVAL, "kvik_remote_open %s: endpoint type %s is not in the allow "
-                                    "list",
+      return kvik__err(KVIK_EINVAL,
+                       "kvik_remote_open %s: endpoint type %s is not in the allow "
+                       "list",
                        shown, kvik_remote_type_name(type));
     char why[256];
     if (!kvik__remote_url_valid(type, url, true, why, sizeof why))
@@ -567,8 +569,8 @@ static int check_read(kvik_remote *r, const void *buf, size_t size, int64_t offs
     return kvik__err(KVIK_EINVAL, "%s %s: negative offset %lld", fn, r->ep.shown,
                      (long long)offset);
   if (size > (size_t)SSIZE_MAX)
-    return kvik__err(KVIK_EOVERFLOW, "%s %s: size %zu is larger than SSIZE_MAX", fn,
-                     r->ep.shown, size);
+    return kvik__err(KVIK_EOVERFLOW, "%s %s: size %zu is larger than SSIZE_MAX", fn, r->ep.shown,
+                     size);
   if ((uint64_t)offset > r->size || size > r->size - (uint64_t)offset)
     return kvik__err(KVIK_EOVERFLOW,
                      "%s %s: cannot read %zu bytes at offset %lld: the object has %llu bytes", fn,

@@ -90,29 +90,29 @@ struct kvik__sink {
 
 /* What a handle talks to. Immutable after kvik_remote_open, so any thread may read it. */
 struct kvik__endpoint {
-  int type;             /* enum kvik_remote_type, never AUTO */
-  char *url;            /* the http(s) URL requests go to (may hold a presigned signature) */
-  char *shown;          /* url with secrets replaced, for messages and logs */
-  char *sigv4;          /* "aws:amz:REGION:s3" for signed S3, else NULL */
-  char *access_key;     /* signed S3 only */
-  char *secret_key;     /* signed S3 only; never printed */
-  char *token_header;   /* "x-amz-security-token: ..." or NULL; never printed */
-  char *hdfs_user;      /* WebHDFS user.name, or NULL */
-  char *ca_file;        /* CA bundle from CURL_CA_BUNDLE / SSL_CERT_FILE, or NULL */
-  char *ca_dir;         /* CA directory from SSL_CERT_DIR, or NULL */
-  bool verbose;         /* KVIKIO_REMOTE_VERBOSE at open */
-  bool follow;          /* follow redirects (never for signed S3: the signature names the host) */
+  int type;           /* enum kvik_remote_type, never AUTO */
+  char *url;          /* the http(s) URL requests go to (may hold a presigned signature) */
+  char *shown;        /* url with secrets replaced, for messages and logs */
+  char *sigv4;        /* "aws:amz:REGION:s3" for signed S3, else NULL */
+  char *access_key;   /* signed S3 only */
+  char *secret_key;   /* signed S3 only; never printed */
+  char *token_header; /* "x-amz-security-token: ..." or NULL; never printed */
+  char *hdfs_user;    /* WebHDFS user.name, or NULL */
+  char *ca_file;      /* CA bundle from CURL_CA_BUNDLE / SSL_CERT_FILE, or NULL */
+  char *ca_dir;       /* CA directory from SSL_CERT_DIR, or NULL */
+  bool verbose;       /* KVIKIO_REMOTE_VERBOSE at open */
+  bool follow;        /* follow redirects (never for signed S3: the signature names the host) */
 };
 
 /* One request. The caller fills the inputs; kvik__http_perform fills the outputs. */
 struct kvik__http_req {
   const struct kvik__endpoint *ep;
-  const char *url;       /* NULL: ep->url */
-  const char *what;      /* names the request in messages, e.g. "read 0+4096" */
-  bool head;             /* HEAD instead of GET */
-  bool ranged;           /* send "Range: bytes=off-(off+len-1)" and expect exactly that back */
-  bool exact;            /* with sink: the body must be exactly len bytes (WebHDFS OPEN) */
-  bool probe;            /* size probe: a 200 answer to a ranged GET ends the transfer early */
+  const char *url;  /* NULL: ep->url */
+  const char *what; /* names the request in messages, e.g. "read 0+4096" */
+  bool head;        /* HEAD instead of GET */
+  bool ranged;      /* send "Range: bytes=off-(off+len-1)" and expect exactly that back */
+  bool exact;       /* with sink: the body must be exactly len bytes (WebHDFS OPEN) */
+  bool probe;       /* size probe: a 200 answer to a ranged GET ends the transfer early */
   uint64_t off, len;
   const struct kvik__sink *sink; /* 2xx body goes here (NULL: kept in body[], truncated) */
   /* Outputs. */
@@ -120,8 +120,8 @@ struct kvik__http_req {
   int64_t content_length; /* -1 if not sent */
   int cr_mask;            /* kvik__parse_content_range() of the final response, 0 if absent */
   uint64_t cr_first, cr_last, cr_total;
-  uint64_t received;      /* body bytes of the final attempt */
-  char body[4096];        /* start of a body that did not go to the sink */
+  uint64_t received; /* body bytes of the final attempt */
+  char body[4096];   /* start of a body that did not go to the sink */
   size_t body_len;
 };
 

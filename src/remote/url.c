@@ -33,8 +33,10 @@ int kvik__url_parse(const char *url, struct kvik__url *u) {
     return kvik__err(KVIK_EINVAL, "URL is NULL");
   for (const char *p = url; *p; p++)
     if ((unsigned char)*p <= 0x20 || (unsigned char)*p == 0x7f)
-      return kvik__err(KVIK_EINVAL, "URL has a space or control character at byte %zu "
-                                    "(percent-encode it)", (size_t)(p - url));
+      return kvik__err(KVIK_EINVAL,
+                       "URL has a space or control character at byte %zu "
+                       "(percent-encode it)",
+                       (size_t)(p - url));
   const char *sep = strstr(url, "://");
   if (!sep || sep == url)
     return kvik__err(KVIK_EINVAL, "URL has no scheme (expected http://, https:// or s3://)");
@@ -127,7 +129,9 @@ static bool scheme_is(const struct kvik__url *u, const char *s) {
   return ieq(u->scheme, u->scheme_len, s);
 }
 
-static bool is_http(const struct kvik__url *u) { return scheme_is(u, "http") || scheme_is(u, "https"); }
+static bool is_http(const struct kvik__url *u) {
+  return scheme_is(u, "http") || scheme_is(u, "https");
+}
 
 /* "s3://bucket/key": the key is everything after the bucket's slash, raw (it may hold '?',
  * '#' or spaces, as the AWS tools allow). */
@@ -218,8 +222,8 @@ bool kvik__s3_aws_url(const struct kvik__url *u, struct kvik__s3_parts *p) {
     blen = n - 3;
   } else {
     for (size_t i = n; i-- > 0;) {
-      if (h[i] == '.' && i + 4 <= n && (strncmp(h + i, ".s3.", 4) == 0 ||
-                                        strncmp(h + i, ".s3-", 4) == 0)) {
+      if (h[i] == '.' && i + 4 <= n &&
+          (strncmp(h + i, ".s3.", 4) == 0 || strncmp(h + i, ".s3-", 4) == 0)) {
         if (i > 0 && n > i + 4 && !has_dot(h + i + 4, n - i - 4)) {
           blen = i;
           p->region = u->host + i + 4;
@@ -287,9 +291,10 @@ bool kvik__remote_url_valid(int type, const char *url, bool explicit_type, char 
       return true;
     if (explicit_type && split_path_style(&u, &s3))
       return true;
-    snprintf(why, why_len, explicit_type ? "S3 URL needs a bucket and a key "
-                                           "(http://host/bucket/key)"
-                                         : "not an AWS S3 URL");
+    snprintf(why, why_len,
+             explicit_type ? "S3 URL needs a bucket and a key "
+                             "(http://host/bucket/key)"
+                           : "not an AWS S3 URL");
     return false;
   case KVIK_REMOTE_S3_PRESIGNED:
     if (is_presigned(&u) && u.path_len > 1)
@@ -308,9 +313,7 @@ bool kvik__remote_url_valid(int type, const char *url, bool explicit_type, char 
       return true;
     snprintf(why, why_len, "URL has no path to a file");
     return false;
-  default:
-    snprintf(why, why_len, "unknown endpoint type %d", type);
-    return false;
+  default: snprintf(why, why_len, "unknown endpoint type %d", type); return false;
   }
 }
 
@@ -345,8 +348,8 @@ int kvik__remote_infer(const char *url, unsigned allow, bool have_credentials) {
     }
     return t;
   }
-  return kvik__err(KVIK_EINVAL, "remote %s: no allowed endpoint type accepts this URL (%s)",
-                   shown, first_why[0] ? first_why : "nothing allowed");
+  return kvik__err(KVIK_EINVAL, "remote %s: no allowed endpoint type accepts this URL (%s)", shown,
+                   first_why[0] ? first_why : "nothing allowed");
 }
 
 /* ---- encoding ----------------------------------------------------------------------------- */
@@ -400,10 +403,21 @@ char *kvik__s3_normalize_path(const char *path, size_t len) {
 /* ---- redaction ---------------------------------------------------------------------------- */
 
 static bool secret_param(const char *name, size_t n) {
-  static const char *const names[] = {
-      "x-amz-signature", "x-amz-security-token", "x-amz-credential", "signature", "sig",
-      "token", "delegation", "access_token", "x-goog-signature", "x-goog-credential",
-      "awsaccesskeyid", "password", "secret", "sv_sig", NULL};
+  static const char *const names[] = {"x-amz-signature",
+                                      "x-amz-security-token",
+                                      "x-amz-credential",
+                                      "signature",
+                                      "sig",
+                                      "token",
+                                      "delegation",
+                                      "access_token",
+                                      "x-goog-signature",
+                                      "x-goog-credential",
+                                      "awsaccesskeyid",
+                                      "password",
+                                      "secret",
+                                      "sv_sig",
+                                      NULL};
   for (const char *const *p = names; *p; p++)
     if (ieq(name, n, *p))
       return true;
@@ -411,8 +425,8 @@ static bool secret_param(const char *name, size_t n) {
 }
 
 static bool secret_header(const char *line, size_t n, size_t *name_len) {
-  static const char *const names[] = {"authorization", "proxy-authorization", "cookie",
-                                      "set-cookie", "x-amz-security-token", NULL};
+  static const char *const names[] = {"authorization", "proxy-authorization",  "cookie",
+                                      "set-cookie",    "x-amz-security-token", NULL};
   const char *colon = memchr(line, ':', n);
   if (!colon)
     return false;

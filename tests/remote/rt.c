@@ -225,8 +225,8 @@ int rt_nginx_start(struct rt_server *s, const char *www, char *why, size_t why_l
              "  server { listen 127.0.0.1:%d; root %s; location / { }\n"
              "           location = /nginx_status { stub_status; } }\n"
              "}\n",
-             ncpu > 0 ? (ncpu > 16 ? 16 : ncpu) : 2, geteuid() == 0 ? "user root;\n" : "",
-             s->dir, s->dir, s->dir, s->dir, s->dir, s->dir, s->dir, s->port, www);
+             ncpu > 0 ? (ncpu > 16 ? 16 : ncpu) : 2, geteuid() == 0 ? "user root;\n" : "", s->dir,
+             s->dir, s->dir, s->dir, s->dir, s->dir, s->dir, s->port, www);
     FILE *f = fopen(conf, "w");
     if (!f) {
       say(why, why_len, "cannot write %s", conf);
@@ -304,8 +304,7 @@ int rt_scripted_start(struct rt_server *s, const char *root, const char *const *
   return -1;
 }
 
-int rt_moto_start(struct rt_server *s, char *python, size_t python_len, char *why,
-                  size_t why_len) {
+int rt_moto_start(struct rt_server *s, char *python, size_t python_len, char *why, size_t why_len) {
   memset(s, 0, sizeof *s);
   const char *check = "import moto.server, boto3";
   bool found = false;
@@ -316,8 +315,9 @@ int rt_moto_start(struct rt_server *s, char *python, size_t python_len, char *wh
   if (!found && rt_find_exe(NULL, "python3", NULL, python, python_len))
     found = python_ok(python, check);
   if (!found) {
-    say(why, why_len, "no python with moto and boto3 (pip install 'moto[server]' boto3, or set "
-                      "KVIK_TEST_MOTO_PYTHON)");
+    say(why, why_len,
+        "no python with moto and boto3 (pip install 'moto[server]' boto3, or set "
+        "KVIK_TEST_MOTO_PYTHON)");
     return -1;
   }
   for (int attempt = 0; attempt < 5; attempt++) {
@@ -343,8 +343,8 @@ int rt_moto_start(struct rt_server *s, char *python, size_t python_len, char *wh
   return -1;
 }
 
-static int http_request(int port, const char *method, const char *path, const char *body,
-                        char *out, size_t len);
+static int http_request(int port, const char *method, const char *path, const char *body, char *out,
+                        size_t len);
 
 int rt_http_get(int port, const char *path, char *out, size_t len) {
   return http_request(port, "GET", path, NULL, out, len);
@@ -354,8 +354,8 @@ int rt_http_post(int port, const char *path, const char *body, char *out, size_t
   return http_request(port, "POST", path, body, out, len);
 }
 
-static int http_request(int port, const char *method, const char *path, const char *body,
-                        char *out, size_t len) {
+static int http_request(int port, const char *method, const char *path, const char *body, char *out,
+                        size_t len) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -1;

@@ -18,8 +18,8 @@
 struct rt_server {
   pid_t pid;
   int port;
-  char *dir;       /* scratch directory of the server (config, logs), removed on stop */
-  char base[128];  /* "http://127.0.0.1:PORT" */
+  char *dir;      /* scratch directory of the server (config, logs), removed on stop */
+  char base[128]; /* "http://127.0.0.1:PORT" */
 };
 
 /* Finds an executable: the value of env_var if set, else name in PATH, else fallback (may be
@@ -34,8 +34,7 @@ int rt_nginx_start(struct rt_server *s, const char *www, char *why, size_t why_l
 int rt_scripted_start(struct rt_server *s, const char *root, const char *const *extra, char *why,
                       size_t why_len);
 /* Starts moto's S3 server. Returns 0, or -1 with why. python receives the interpreter used. */
-int rt_moto_start(struct rt_server *s, char *python, size_t python_len, char *why,
-                  size_t why_len);
+int rt_moto_start(struct rt_server *s, char *python, size_t python_len, char *why, size_t why_len);
 /* Stops the server (SIGTERM, then SIGKILL after 5 s) and removes its directory. */
 void rt_stop(struct rt_server *s);
 

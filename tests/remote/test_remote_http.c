@@ -49,10 +49,10 @@ static bool cuda_ready(void) {
     snprintf(cu.why, sizeof cu.why, "no libcuda.so.1 (%s)", dlerror());
     return false;
   }
-#define LOAD(field, sym)                                                                         \
-  if (!(*(void **)&cu.field = dlsym(cu.lib, sym))) {                                             \
-    snprintf(cu.why, sizeof cu.why, "libcuda has no %s", sym);                                   \
-    return false;                                                                                \
+#define LOAD(field, sym)                                                                           \
+  if (!(*(void **)&cu.field = dlsym(cu.lib, sym))) {                                               \
+    snprintf(cu.why, sizeof cu.why, "libcuda has no %s", sym);                                     \
+    return false;                                                                                  \
   }
   LOAD(cuInit, "cuInit");
   LOAD(cuDeviceGet, "cuDeviceGet");

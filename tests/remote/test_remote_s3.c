@@ -69,8 +69,11 @@ static void s3_urls_are_signed(void **state) {
   unsetenv("AWS_ACCESS_KEY_ID");
   unsetenv("AWS_SECRET_ACCESS_KEY");
   unsetenv("AWS_ENDPOINT_URL");
-  struct kvik_remote_opts o2 = {.sz = sizeof o2, .type = KVIK_REMOTE_S3, .endpoint = srv.base,
-                                .access_key_id = access_key, .secret_access_key = secret_key};
+  struct kvik_remote_opts o2 = {.sz = sizeof o2,
+                                .type = KVIK_REMOTE_S3,
+                                .endpoint = srv.base,
+                                .access_key_id = access_key,
+                                .secret_access_key = secret_key};
   check_object("s3://" BUCKET "/obj.bin", &o2, KVIK_REMOTE_S3);
   /* Unsigned requests are refused by this server: S3_PUBLIC (chosen by AUTO without
    * credentials) gets a 403. */

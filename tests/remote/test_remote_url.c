@@ -70,11 +70,10 @@ static void infer_follows_kvikio_order(void **state) {
   /* A signature alone is not a presigned URL. */
   ASSERT_CODE(kvik_remote_infer_type("http://h/b/k?X-Amz-Signature=s", 0), KVIK_REMOTE_HTTP);
   /* Allow lists. */
-  ASSERT_CODE(kvik_remote_infer_type("http://namenode/webhdfs/v1/x",
-                                     KVIK_REMOTE_ALLOW(KVIK_REMOTE_HTTP)),
-              KVIK_REMOTE_HTTP);
-  ASSERT_CODE(kvik_remote_infer_type("s3://b/k", KVIK_REMOTE_ALLOW(KVIK_REMOTE_HTTP)),
-              KVIK_EINVAL);
+  ASSERT_CODE(
+      kvik_remote_infer_type("http://namenode/webhdfs/v1/x", KVIK_REMOTE_ALLOW(KVIK_REMOTE_HTTP)),
+      KVIK_REMOTE_HTTP);
+  ASSERT_CODE(kvik_remote_infer_type("s3://b/k", KVIK_REMOTE_ALLOW(KVIK_REMOTE_HTTP)), KVIK_EINVAL);
   ASSERT_CONTAINS(kvik_last_error(), "no allowed endpoint type");
   ASSERT_CODE(kvik_remote_infer_type(presigned, KVIK_REMOTE_ALLOW(KVIK_REMOTE_S3) |
                                                     KVIK_REMOTE_ALLOW(KVIK_REMOTE_HTTP)),
@@ -114,8 +113,8 @@ static void invalid_urls_are_refused_with_a_reason(void **state) {
   ASSERT_CODE(kvik_remote_infer_type(NULL, 0), KVIK_EINVAL);
   /* kvikio's invalid S3 URLs are not S3 (they may still be plain HTTP). */
   static const char *const not_s3[] = {
-      "https://bucket.s3.region.amazonaws.com/",   "https://s3.region.amazonaws.com/bucket-only",
-      "https://s3.region.amazonaws.com/bucket/",   "https://bucket.s3.region.example.com/key",
+      "https://bucket.s3.region.amazonaws.com/",  "https://s3.region.amazonaws.com/bucket-only",
+      "https://s3.region.amazonaws.com/bucket/",  "https://bucket.s3.region.example.com/key",
       "https://s3.dualstack.x.amazonaws.com/b/k", "https://.s3.amazonaws.com/key",
   };
   for (size_t i = 0; i < sizeof not_s3 / sizeof not_s3[0]; i++) {
@@ -123,10 +122,10 @@ static void invalid_urls_are_refused_with_a_reason(void **state) {
       fail_msg("\"%s\" was taken for an S3 URL", not_s3[i]);
   }
   /* WebHDFS needs /webhdfs/v1/ and a file. */
-  assert_false(kvik__remote_url_valid(KVIK_REMOTE_WEBHDFS, "http://h:9870/webhdfs/v1/", false,
-                                      NULL, 0));
-  assert_false(kvik__remote_url_valid(KVIK_REMOTE_WEBHDFS, "http://h:9870/webhdfs/v2/x", false,
-                                      NULL, 0));
+  assert_false(
+      kvik__remote_url_valid(KVIK_REMOTE_WEBHDFS, "http://h:9870/webhdfs/v1/", false, NULL, 0));
+  assert_false(
+      kvik__remote_url_valid(KVIK_REMOTE_WEBHDFS, "http://h:9870/webhdfs/v2/x", false, NULL, 0));
   /* An explicit S3 type takes path-style URLs on any host; AUTO does not. */
   assert_true(kvik__remote_url_valid(KVIK_REMOTE_S3, "http://127.0.0.1:9000/b/k", true, NULL, 0));
   assert_false(kvik__remote_url_valid(KVIK_REMOTE_S3, "http://127.0.0.1:9000/b/k", false, NULL, 0));
@@ -283,9 +282,21 @@ static void content_range_parser(void **state) {
   s = "bytes 18446744073709551614-18446744073709551614/18446744073709551615";
   ASSERT_CODE(kvik__parse_content_range(s, strlen(s), &f, &l, &t), 3);
   static const char *const bad[] = {
-      "", "bytes", "bytes ", "bytes */*", "bytes 1-0/5", "bytes 0-5/5", "bytes 0-4/",
-      "bytes -4/5", "bytes 0-/5", "items 0-4/5", "bytes 0-4/5x", "bytes 0-4 /5",
-      "bytes 18446744073709551616-1/2", "bytes0-4/5", "bytes 0-4/18446744073709551616",
+      "",
+      "bytes",
+      "bytes ",
+      "bytes */*",
+      "bytes 1-0/5",
+      "bytes 0-5/5",
+      "bytes 0-4/",
+      "bytes -4/5",
+      "bytes 0-/5",
+      "items 0-4/5",
+      "bytes 0-4/5x",
+      "bytes 0-4 /5",
+      "bytes 18446744073709551616-1/2",
+      "bytes0-4/5",
+      "bytes 0-4/18446744073709551616",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     if (kvik__parse_content_range(bad[i], strlen(bad[i]), &f, &l, &t) != -1)
@@ -303,9 +314,14 @@ static void content_range_parser(void **state) {
 static void fuzz_parsers(void **state) {
   (void)state;
   static const char *const seeds[] = {
-      "bytes 0-0/1", "bytes */123", "s3://bucket/key", "http://u:p@h:80/p?a=b&X-Amz-Signature=s",
+      "bytes 0-0/1",
+      "bytes */123",
+      "s3://bucket/key",
+      "http://u:p@h:80/p?a=b&X-Amz-Signature=s",
       "https://b.s3.us-east-1.amazonaws.com/k?X-Amz-Algorithm=x&X-Amz-Signature=y",
-      "http://h/webhdfs/v1/f?op=OPEN", "{\"length\": 12}", "Authorization: secret",
+      "http://h/webhdfs/v1/f?op=OPEN",
+      "{\"length\": 12}",
+      "Authorization: secret",
   };
   static const char alphabet[] = "bytes */-0123456789:/?&=@#%[]. sS3hHtTpP\r\n\"{}";
   unsigned seed = (unsigned)time(NULL);
@@ -328,8 +344,8 @@ static void fuzz_parsers(void **state) {
         for (int m = rand() % 4; m >= 0; m--) {
           size_t at = (size_t)rand() % (n + 1);
           int op = rand() % 3;
-          char c = rand() % 4 ? alphabet[(size_t)rand() % (sizeof alphabet - 1)]
-                              : (char)(rand() % 256);
+          char c =
+              rand() % 4 ? alphabet[(size_t)rand() % (sizeof alphabet - 1)] : (char)(rand() % 256);
           if (op == 0 && n < sizeof in - 1) {
             memmove(in + at + 1, in + at, n - at);
             in[at] = c;
