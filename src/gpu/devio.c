@@ -9,8 +9,9 @@
  * and the file allow (the halves are page-aligned).
  *
  * Streams and events are per thread and per context, created on first use and reused by every
- * later call on that thread: never one per chunk. The owning context is pushed for the call and
- * popped after, so the caller's current context is left as it was.
+ * later call on that thread: never one per chunk. They are blocking streams, ordered after the
+ * caller's work on the legacy default stream (see thread_stream). The owning context is pushed for
+ * the call and popped after, so the caller's current context is left as it was.
  */
 #include "gpu/devio.h"
 
@@ -137,7 +138,12 @@ static int thread_stream(const struct kvik__cuda_api *cu, CUcontext ctx, struct 
     ts->n--;
   }
   struct tstream t = {.ctx = ctx};
-  CUresult r = cu->cuStreamCreate(&t.stream, CU_STREAM_NON_BLOCKING);
+  /* A blocking stream (not CU_STREAM_NON_BLOCKING): its copies wait for work the caller queued
+   * on the context's legacy default stream, as a plain cuMemcpy would. A caller that fills a
+   * buffer with cuMemsetD8 or a pageable cuMemcpyHtoD (both may return before the device is
+   * done) and then hands it to kvik gets the bytes it wrote; on the GPU, a non-blocking stream
+   * let kvik's copies overtake them. */
+  CUresult r = cu->cuStreamCreate(&t.stream, CU_STREAM_DEFAULT);
   if (r != CUDA_SUCCESS)
     return kvik__cuda_fail(r, "cuStreamCreate (device I/O stream)");
   if ((r = cu->cuEventCreate(&t.ev[0], CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS) {
@@ -215,6 +221,49 @@ static ssize_t pipe_end(struct pipe *p, ssize_t rc) {
   return rc;
 }
 
+/* Pieces end on file-page boundaries: piece 0 is [off, align_down(off) + piece), every later
+ * piece starts page-aligned in the file and at the start of its half, and piece 0 starts in its
+ * half at off's offset within its page. So a bounce-buffer address and the file offset it
+ * belongs to are congruent modulo the page size, and kvik__posix_read/write can move the
+ * aligned middle with O_DIRECT straight from the half: they never need a second bounce buffer.
+ * (A second one, taken while this one is held, deadlocks once every buffer the pool allows is
+ * held by a worker waiting for another.) */
+static size_t piece_first(const struct pipe *p, int64_t off) {
+  return p->piece - (size_t)((uint64_t)off % kvik__page_size());
+}
+
+/* Start (relative to the range) and length of piece i; length 0 past the end. */
+static void piece_at(const struct pipe *p, int64_t off, size_t size, size_t i, size_t *pos,
+                     size_t *len) {
+  size_t first = piece_first(p, off);
+  size_t start = i == 0 ? 0 : first + (i - 1) * p->piece;
+  *pos = start;
+  *len = start >= size ? 0 : KVIK_MIN(i == 0 ? first : p->piece, size - start);
+}
+
+/* Where piece i starts in its half. */
+static size_t piece_shift(size_t i, int64_t off) {
+  return i == 0 ? (size_t)((uint64_t)off % kvik__page_size()) : 0;
+}
+
+/* Reads piece [o, o + len) into half + at (at == o % page). With
+ * KVIKIO_AUTO_DIRECT_IO_READ_OVERREAD, the whole pages around the piece are read with O_DIRECT
+ * into the half (the pieces leave room for them) rather than letting kvik__posix_read take a
+ * second bounce buffer for the partial pages. Returns the bytes of the piece read. */
+static ssize_t read_piece(const struct kvik__fds *f, char *half, size_t at, size_t len, int64_t o) {
+  if (!(f->overread && f->direct_read && f->fd_direct >= 0))
+    return kvik__posix_read(f, half + at, len, o);
+  size_t page = kvik__page_size();
+  struct kvik__fds whole = *f;
+  whole.overread = false;
+  size_t rlen = (at + len + page - 1) / page * page;
+  ssize_t n = kvik__posix_read(&whole, half, rlen, o - (int64_t)at);
+  if (n < 0)
+    return n;
+  size_t avail = (size_t)n > at ? (size_t)n - at : 0;
+  return (ssize_t)KVIK_MIN(avail, len);
+}
+
 ssize_t kvik__dev_read(const struct kvik__fds *f, CUcontext ctx, uint64_t dst, size_t size,
                        int64_t off) {
   struct pipe p;
@@ -223,11 +272,15 @@ ssize_t kvik__dev_read(const struct kvik__fds *f, CUcontext ctx, uint64_t dst, s
     return rc;
   /* pending[h]: an async copy out of half h may still be running (event ev[h] recorded). */
   bool pending[2] = {false, false};
+  /* With a one-page bounce buffer both halves are the same memory: every piece must wait for
+   * the previous piece's copy, so all pieces use slot 0 (its event and pending flag). */
+  bool single = p.half[0] == p.half[1];
   size_t done = 0;
   ssize_t result = 0;
-  for (unsigned i = 0; done < size; i++) {
-    unsigned h = i % 2;
-    size_t len = KVIK_MIN(p.piece, size - done);
+  for (size_t i = 0; done < size; i++) {
+    unsigned h = single ? 0 : (unsigned)(i % 2);
+    size_t pos, len, at = piece_shift(i, off);
+    piece_at(&p, off, size, i, &pos, &len);
     if (pending[h]) {
       CUresult r = p.cu->cuEventSynchronize(p.ts->ev[h]);
       if (r != CUDA_SUCCESS) {
@@ -236,19 +289,19 @@ ssize_t kvik__dev_read(const struct kvik__fds *f, CUcontext ctx, uint64_t dst, s
         break;
       }
     }
-    ssize_t n = kvik__posix_read(f, p.half[h], len, off + (int64_t)done);
+    ssize_t n = read_piece(f, p.half[h], at, len, off + (int64_t)pos);
     if (n < 0) {
       result = n;
       break;
     }
     if (n > 0) {
-      CUresult r = p.cu->cuMemcpyHtoDAsync_v2(dst + done, p.half[h], (size_t)n, p.ts->stream);
+      CUresult r = p.cu->cuMemcpyHtoDAsync_v2(dst + done, p.half[h] + at, (size_t)n, p.ts->stream);
       if (r == CUDA_SUCCESS)
         r = p.cu->cuEventRecord(p.ts->ev[h], p.ts->stream);
       if (r != CUDA_SUCCESS) {
-        result = kvik__cuda_fail(r, "cuMemcpyHtoDAsync_v2 (%zd bytes of %s at offset %lld to %#llx)",
-                                 n, f->path, (long long)(off + (int64_t)done),
-                                 (unsigned long long)(dst + done));
+        result = kvik__cuda_fail(
+            r, "cuMemcpyHtoDAsync_v2 (%zd bytes of %s at offset %lld to %#llx)", n, f->path,
+            (long long)(off + (int64_t)done), (unsigned long long)(dst + done));
         break;
       }
       pending[h] = true;
@@ -266,23 +319,25 @@ ssize_t kvik__dev_write(const struct kvik__fds *f, CUcontext ctx, uint64_t src, 
   int rc = pipe_begin(&p, ctx, size);
   if (rc)
     return rc;
-  size_t npieces = (size + p.piece - 1) / p.piece;
+  size_t first = piece_first(&p, off);
+  size_t npieces = size <= first ? 1 : 1 + (size - first + p.piece - 1) / p.piece;
   bool single = p.half[0] == p.half[1];
   ssize_t result = 0;
   /* Copy piece i+1 from the device while piece i is written. With a one-page bounce buffer
    * both halves are one buffer, so the next copy waits for the write. */
   for (size_t i = 0; i < npieces; i++) {
-    size_t pos = i * p.piece;
-    size_t len = KVIK_MIN(p.piece, size - pos);
-    unsigned h = i % 2;
+    size_t pos, len, at = piece_shift(i, off);
+    piece_at(&p, off, size, i, &pos, &len);
+    unsigned h = (unsigned)(i % 2);
     CUresult r = CUDA_SUCCESS;
     if (i == 0 || single)
-      r = p.cu->cuMemcpyDtoHAsync_v2(p.half[h], src + pos, len, p.ts->stream);
+      r = p.cu->cuMemcpyDtoHAsync_v2(p.half[h] + at, src + pos, len, p.ts->stream);
     if (r == CUDA_SUCCESS && i == 0 && !single)
       r = p.cu->cuEventRecord(p.ts->ev[h], p.ts->stream);
     if (r == CUDA_SUCCESS && !single && i + 1 < npieces) {
-      size_t nlen = KVIK_MIN(p.piece, size - pos - p.piece);
-      r = p.cu->cuMemcpyDtoHAsync_v2(p.half[1 - h], src + pos + p.piece, nlen, p.ts->stream);
+      size_t npos, nlen;
+      piece_at(&p, off, size, i + 1, &npos, &nlen);
+      r = p.cu->cuMemcpyDtoHAsync_v2(p.half[1 - h], src + npos, nlen, p.ts->stream);
       if (r == CUDA_SUCCESS)
         r = p.cu->cuEventRecord(p.ts->ev[1 - h], p.ts->stream);
     }
@@ -297,7 +352,7 @@ ssize_t kvik__dev_write(const struct kvik__fds *f, CUcontext ctx, uint64_t src, 
                                (unsigned long long)(src + pos));
       break;
     }
-    ssize_t n = kvik__posix_write(f, p.half[h], len, off + (int64_t)pos);
+    ssize_t n = kvik__posix_write(f, p.half[h] + at, len, off + (int64_t)pos);
     if (n < 0) {
       result = n;
       break;

@@ -2,11 +2,28 @@
  * the same buffer, with the plain baselines a user would otherwise write (a one-thread pwrite or
  * pread loop), page cache hot and cold. Prints a table, or with --json one line per result.
  *
- * Structure: a memory kind (host now; device later) provides the buffer; an engine is one way
- * of doing one operation (kvik, or a baseline); a case is an (op, cache) pair. Every engine of a
- * case runs once per repetition, in alternating order, so drift hits them alike. Device memory,
- * --compat and the device baselines (pinned pread, host-to-device copy, O_DIRECT alone) slot in
- * as another memory kind and more engines.
+ * Structure: a memory kind (host or device) provides the buffer; an engine is one way of doing
+ * one operation (kvik, or a baseline); a case is an (op, cache) pair. Every engine of a case runs
+ * once per repetition, in alternating order, so drift hits them alike.
+ *
+ * Device memory (--mem device): kvik reads into and writes from a cuMemAlloc buffer on GPU 0.
+ * The baselines are the hardware's limits, measured alone in the same run, and what a user
+ * writes first:
+ *   pread-pinned-mt          kvik's thread count preading task-size pieces into pinned buffers
+ *                            (the CPU copy limit: page cache to pinned memory); hot reads
+ *   h2d-pinned, d2h-pinned   pinned host <-> device copies of 256 MiB pieces (the link limit)
+ *   pread-direct-1t/-mt      O_DIRECT reads into pinned memory, one thread and kvik's thread
+ *                            count (the disk's limit); cold reads
+ *   pwrite-pinned            one thread writing from pinned memory, buffered (the limit of
+ *                            buffered writes to one file)
+ *   pwrite-direct-mt         kvik's thread count writing from pinned memory with O_DIRECT
+ *   pread+copy, copy+pwrite  one thread: pread the file into pageable memory, then one
+ *                            cuMemcpyHtoD (or the reverse for writes)
+ * kvik's write is measured in both write modes (O_DIRECT and buffered; two handles), each
+ * against the raw limit of its own mode. Each kvik figure is reported as a ratio to the limit
+ * that bounds it: hot read min(CPU copy, link), cold read the best O_DIRECT read, write the
+ * slower of the link (d2h) and the best raw write of its mode; and as a speed-up over the
+ * pread+copy (copy+pwrite) a user writes first.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,10 +33,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "cuda_tool.h"
 #include "remote_cmds.h"
 
 enum op { OP_WRITE, OP_READ, OP_COUNT };
@@ -40,10 +60,15 @@ static const char *const cache_names[CACHE_COUNT] = {"hot", "cold"};
 /* Offset, size and address alignment for the O_DIRECT baselines (a page suits every Linux
  * filesystem). */
 #define DIRECT_ALIGN ((size_t)4096)
+/* Pinned staging for the device baselines' copies and one-thread pinned writes. */
+#define PIN_CHUNK ((size_t)256 << 20)
+/* Per-thread pinned buffers of the multi-threaded baselines: at most this much each. */
+#define MT_CHUNK_MAX ((size_t)64 << 20)
 
 struct bench_opts {
-  const char *file; /* --file, or NULL for a temporary file */
-  uint64_t size;    /* --size; 0: default (or the file's size) */
+  const char *file;     /* --file, or NULL for a temporary file */
+  const char *json_out; /* --json-out: JSON lines also appended to this file */
+  uint64_t size;        /* --size; 0: default (or the file's size) */
   struct cli_io_settings io;
   unsigned repeat;
   int mem;
@@ -69,25 +94,50 @@ struct bench {
   size_t size;
   unsigned char *buf;  /* the buffer every engine reads into / writes from */
   unsigned char *warm; /* WARM_CHUNK staging buffer */
+  /* --mem device */
+  kvik_file *f2;         /* kvik's handle in the other write mode (device mode, writes) */
+  int direct_write2;     /* f2's write mode: 1 O_DIRECT, 0 buffered */
+  uint64_t dbuf;         /* the device buffer kvik and the device baselines use */
+  unsigned char *pinned; /* PIN_CHUNK (or size) pinned bytes */
+  size_t pinned_size;
+  unsigned char *tbuf; /* threads x tchunk pinned bytes for the multi-threaded baselines */
+  size_t tchunk;
+  struct kvik_gpu_info gpu;
 };
 
 /* ---- engines ------------------------------------------------------------------------- */
+
+/* What a device-mode baseline stands for, when kvik's figures are put against it. */
+enum limit {
+  LIM_NONE,
+  LIM_LINK,  /* pinned host <-> device copy alone */
+  LIM_IO,    /* the file side alone: page cache or disk to pinned memory, or the reverse */
+  LIM_NAIVE, /* what a user writes first */
+};
 
 struct engine {
   const char *name;
   enum op op;
   bool baseline;
-  bool direct;   /* a baseline through an O_DIRECT descriptor */
-  unsigned mems; /* memory kinds it supports, bit (1 << enum mem) */
+  bool direct;     /* a baseline through an O_DIRECT descriptor */
+  unsigned mems;   /* memory kinds it supports, bit (1 << enum mem) */
+  unsigned caches; /* cache states it runs in, bit (1 << enum cache) */
+  int limit;       /* enum limit (device mode) */
+  bool nofile;     /* does not touch the file: no cache preparation, no sync */
+  bool other_mode; /* kvik through b->f2, the other write mode */
   /* Runs the whole transfer once. Returns 0 or CLI_FAIL after printing why. */
   int (*run)(struct bench *b);
 };
 
-static int run_kvik(struct bench *b, enum op op) {
+static void *kvik_buf(const struct bench *b) {
+  return b->o.mem == MEM_DEVICE ? (void *)(uintptr_t)b->dbuf : (void *)b->buf;
+}
+
+static int run_kvik_on(struct bench *b, kvik_file *f, enum op op) {
   kvik_future *fut = NULL;
   ssize_t n;
-  int rc = op == OP_READ ? kvik_file_pread(b->f, b->buf, b->size, 0, &b->io, &fut)
-                         : kvik_file_pwrite(b->f, b->buf, b->size, 0, &b->io, &fut);
+  int rc = op == OP_READ ? kvik_file_pread(f, kvik_buf(b), b->size, 0, &b->io, &fut)
+                         : kvik_file_pwrite(f, kvik_buf(b), b->size, 0, &b->io, &fut);
   if (rc < 0) {
     cli_kvik_err(rc, "kvik_file_p%s %s", op_names[op], b->path);
     return CLI_FAIL;
@@ -104,8 +154,11 @@ static int run_kvik(struct bench *b, enum op op) {
   return CLI_OK;
 }
 
+static int run_kvik(struct bench *b, enum op op) { return run_kvik_on(b, b->f, op); }
+
 static int engine_kvik_read(struct bench *b) { return run_kvik(b, OP_READ); }
 static int engine_kvik_write(struct bench *b) { return run_kvik(b, OP_WRITE); }
+static int engine_kvik_write_other(struct bench *b) { return run_kvik_on(b, b->f2, OP_WRITE); }
 
 /* What a user writes without kvik: one thread, one call per (large) chunk of [from, to), looping
  * over short transfers and EINTR. */
@@ -145,16 +198,164 @@ static int direct_loop(struct bench *b, enum op op) {
 static int engine_pread_direct(struct bench *b) { return direct_loop(b, OP_READ); }
 static int engine_pwrite_direct(struct bench *b) { return direct_loop(b, OP_WRITE); }
 
+/* ---- device baselines ---------------------------------------------------------------- */
+
+/* One thread moves [0, size) between the file and one reused buffer of buflen bytes. */
+static int reuse_loop(struct bench *b, enum op op, int fd, unsigned char *buf, size_t buflen) {
+  for (size_t done = 0; done < b->size;) {
+    size_t want = b->size - done < buflen ? b->size - done : buflen;
+    int use = fd;
+    if (fd == b->dfd && want % DIRECT_ALIGN)
+      use = b->fd; /* an unaligned tail goes buffered, as kvik does */
+    ssize_t n =
+        op == OP_READ ? pread(use, buf, want, (off_t)done) : pwrite(use, buf, want, (off_t)done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      cli_err("bench: p%s %s: %zu bytes at offset %zu: %s", op_names[op], b->path, want, done,
+              n < 0           ? strerror(errno)
+              : op == OP_READ ? "end of file"
+                              : "nothing written");
+      return CLI_FAIL;
+    }
+    done += (size_t)n;
+  }
+  return CLI_OK;
+}
+
+/* kvik's thread count of threads taking tchunk pieces in turn (as kvik's pool does), each into
+ * or out of its own pinned buffer. */
+struct mt_job {
+  struct bench *b;
+  enum op op;
+  bool direct;
+  atomic_size_t next;
+  atomic_int err; /* first errno, 0 if none */
+};
+struct mt_arg {
+  struct mt_job *job;
+  unsigned idx;
+};
+
+static void *mt_main(void *p) {
+  struct mt_arg *a = p;
+  struct mt_job *j = a->job;
+  struct bench *b = j->b;
+  unsigned char *buf = b->tbuf + (size_t)a->idx * b->tchunk;
+  for (;;) {
+    size_t off = atomic_fetch_add(&j->next, 1) * b->tchunk;
+    if (off >= b->size || atomic_load(&j->err))
+      break;
+    size_t len = b->size - off < b->tchunk ? b->size - off : b->tchunk;
+    int fd = j->direct && len % DIRECT_ALIGN == 0 ? b->dfd : b->fd;
+    for (size_t done = 0; done < len;) {
+      ssize_t n = j->op == OP_READ ? pread(fd, buf + done, len - done, (off_t)(off + done))
+                                   : pwrite(fd, buf + done, len - done, (off_t)(off + done));
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0) {
+        int zero = 0;
+        atomic_compare_exchange_strong(&j->err, &zero, n < 0 ? errno : EIO);
+        return NULL;
+      }
+      done += (size_t)n;
+    }
+  }
+  return NULL;
+}
+
+static int mt_run(struct bench *b, enum op op, bool direct) {
+  struct mt_job job = {.b = b, .op = op, .direct = direct};
+  atomic_init(&job.next, 0);
+  atomic_init(&job.err, 0);
+  pthread_t th[4096];
+  struct mt_arg args[4096];
+  unsigned n = 0;
+  for (; n < b->threads; n++) {
+    args[n] = (struct mt_arg){&job, n};
+    if (pthread_create(&th[n], NULL, mt_main, &args[n]) != 0) {
+      int zero = 0;
+      atomic_compare_exchange_strong(&job.err, &zero, EAGAIN);
+      break;
+    }
+  }
+  for (unsigned i = 0; i < n; i++)
+    pthread_join(th[i], NULL);
+  int e = atomic_load(&job.err);
+  if (e) {
+    cli_err("bench: %u-thread p%s%s of %s: %s", b->threads, op_names[op],
+            direct ? " (O_DIRECT)" : "", b->path, strerror(e));
+    return CLI_FAIL;
+  }
+  return CLI_OK;
+}
+
+/* Pinned host <-> device copies of PIN_CHUNK pieces, one after another: the link alone. */
+static int link_loop(struct bench *b, enum op op) {
+  for (size_t done = 0; done < b->size; done += b->pinned_size) {
+    size_t len = b->size - done < b->pinned_size ? b->size - done : b->pinned_size;
+    int rc = op == OP_READ ? cli_cuda_htod(b->dbuf + done, b->pinned, len)
+                           : cli_cuda_dtoh(b->pinned, b->dbuf + done, len);
+    if (rc)
+      return CLI_FAIL;
+  }
+  return CLI_OK;
+}
+
+static int engine_h2d_pinned(struct bench *b) { return link_loop(b, OP_READ); }
+static int engine_d2h_pinned(struct bench *b) { return link_loop(b, OP_WRITE); }
+static int engine_pread_pinned_mt(struct bench *b) { return mt_run(b, OP_READ, false); }
+static int engine_pread_direct_1t(struct bench *b) {
+  return reuse_loop(b, OP_READ, b->dfd, b->tbuf, b->tchunk);
+}
+static int engine_pread_direct_mt(struct bench *b) { return mt_run(b, OP_READ, true); }
+static int engine_pwrite_pinned(struct bench *b) {
+  return reuse_loop(b, OP_WRITE, b->fd, b->pinned, b->pinned_size);
+}
+static int engine_pwrite_direct_mt(struct bench *b) { return mt_run(b, OP_WRITE, true); }
+
+/* What a user writes first: the whole file into pageable memory, then one copy (or back). */
+static int engine_pread_copy(struct bench *b) {
+  if (posix_loop(b, OP_READ, b->fd, 0, b->size) != CLI_OK)
+    return CLI_FAIL;
+  return cli_cuda_htod(b->dbuf, b->buf, b->size) ? CLI_FAIL : CLI_OK;
+}
+static int engine_copy_pwrite(struct bench *b) {
+  if (cli_cuda_dtoh(b->buf, b->dbuf, b->size))
+    return CLI_FAIL;
+  return posix_loop(b, OP_WRITE, b->fd, 0, b->size);
+}
+
 #define HOST (1u << MEM_HOST)
-/* Per case, kvik is compared with the baseline of its own mode: buffered, or O_DIRECT when
- * kvik's reads (or writes) use it. The O_DIRECT baselines run only then. */
+#define DEV (1u << MEM_DEVICE)
+#define HOT (1u << CACHE_HOT)
+#define COLD (1u << CACHE_COLD)
+#define BOTH (HOT | COLD)
+/* Host memory: per case, kvik is compared with the baseline of its own mode (buffered, or
+ * O_DIRECT when kvik's reads or writes use it); the O_DIRECT baselines run only then. Device
+ * memory: see the comment at the top. */
 static const struct engine engines[] = {
-    {"kvik", OP_WRITE, false, false, HOST, engine_kvik_write},
-    {"pwrite", OP_WRITE, true, false, HOST, engine_pwrite},
-    {"pwrite-direct", OP_WRITE, true, true, HOST, engine_pwrite_direct},
-    {"kvik", OP_READ, false, false, HOST, engine_kvik_read},
-    {"pread", OP_READ, true, false, HOST, engine_pread},
-    {"pread-direct", OP_READ, true, true, HOST, engine_pread_direct},
+    {"kvik", OP_WRITE, false, false, HOST | DEV, BOTH, LIM_NONE, false, false, engine_kvik_write},
+    {"kvik", OP_WRITE, false, false, DEV, BOTH, LIM_NONE, false, true, engine_kvik_write_other},
+    {"pwrite", OP_WRITE, true, false, HOST, BOTH, LIM_NONE, false, false, engine_pwrite},
+    {"pwrite-direct", OP_WRITE, true, true, HOST, BOTH, LIM_NONE, false, false,
+     engine_pwrite_direct},
+    {"d2h-pinned", OP_WRITE, true, false, DEV, BOTH, LIM_LINK, true, false, engine_d2h_pinned},
+    {"pwrite-pinned", OP_WRITE, true, false, DEV, BOTH, LIM_IO, false, false, engine_pwrite_pinned},
+    {"pwrite-direct-mt", OP_WRITE, true, true, DEV, BOTH, LIM_IO, false, false,
+     engine_pwrite_direct_mt},
+    {"copy+pwrite", OP_WRITE, true, false, DEV, BOTH, LIM_NAIVE, false, false, engine_copy_pwrite},
+    {"kvik", OP_READ, false, false, HOST | DEV, BOTH, LIM_NONE, false, false, engine_kvik_read},
+    {"pread", OP_READ, true, false, HOST, BOTH, LIM_NONE, false, false, engine_pread},
+    {"pread-direct", OP_READ, true, true, HOST, BOTH, LIM_NONE, false, false, engine_pread_direct},
+    {"pread-pinned-mt", OP_READ, true, false, DEV, HOT, LIM_IO, false, false,
+     engine_pread_pinned_mt},
+    {"h2d-pinned", OP_READ, true, false, DEV, HOT, LIM_LINK, true, false, engine_h2d_pinned},
+    {"pread-direct-1t", OP_READ, true, true, DEV, COLD, LIM_IO, false, false,
+     engine_pread_direct_1t},
+    {"pread-direct-mt", OP_READ, true, true, DEV, COLD, LIM_IO, false, false,
+     engine_pread_direct_mt},
+    {"pread+copy", OP_READ, true, false, DEV, BOTH, LIM_NAIVE, false, false, engine_pread_copy},
 };
 #define NENGINES (sizeof engines / sizeof engines[0])
 
@@ -236,7 +437,9 @@ static void bench_usage(FILE *out) {
         "  --direct-io on|off   opportunistic O_DIRECT for reads and writes (default:\n"
         "                       KVIKIO_AUTO_DIRECT_IO_READ / _WRITE)\n"
         "  --compat on|off|auto compat mode the file is opened with (default: KVIKIO_COMPAT_MODE)\n"
-        "  --mem host           memory to read into and write from (device: later, with CUDA)\n"
+        "  --mem host|device    memory to read into and write from (default host); device:\n"
+        "                       a cuMemAlloc buffer on GPU 0, with the device baselines (the\n"
+        "                       CPU copy, link and disk limits, and pread then one copy)\n"
         "  --cache hot|cold|both  page-cache states to measure (default: both)\n"
         "  --repeat N           runs per measurement (default 3)\n"
         "  --best               report the fastest run instead of the median\n"
@@ -245,6 +448,7 @@ static void bench_usage(FILE *out) {
         "  --verify             check the bytes of every read (untimed)\n"
         "  --force              overwrite an existing non-empty --file\n"
         "  --json               one JSON object per measurement on stdout instead of the table\n"
+        "  --json-out PATH      also append the JSON objects to PATH (with the table on stdout)\n"
         "  --url URL            read a remote object instead ('kvik bench --url URL --help')\n"
         "\n"
         "Writes end with an untimed fdatasync (timed with --sync), so no dirty pages carry over.\n"
@@ -269,6 +473,7 @@ enum {
   OPT_VERIFY,
   OPT_FORCE,
   OPT_JSON,
+  OPT_JSON_OUT,
 };
 
 static int bad_value(const char *opt, const char *value, const char *expected) {
@@ -294,6 +499,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o) {
       {"verify", no_argument, NULL, OPT_VERIFY},
       {"force", no_argument, NULL, OPT_FORCE},
       {"json", no_argument, NULL, OPT_JSON},
+      {"json-out", required_argument, NULL, OPT_JSON_OUT},
       {NULL, 0, NULL, 0},
   };
   uint64_t v;
@@ -338,8 +544,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o) {
       if (strcmp(optarg, "host") == 0) {
         o->mem = MEM_HOST;
       } else if (strcmp(optarg, "device") == 0) {
-        cli_err("bench: device memory benchmarks need CUDA support (not built yet)");
-        return CLI_USAGE;
+        o->mem = MEM_DEVICE;
       } else {
         return bad_value("--mem", optarg, "host or device");
       }
@@ -361,6 +566,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o) {
     case OPT_VERIFY: o->verify = true; break;
     case OPT_FORCE: o->force = true; break;
     case OPT_JSON: o->json = true; break;
+    case OPT_JSON_OUT: o->json_out = optarg; break;
     default: bench_usage(stderr); return CLI_USAGE;
     }
   }
@@ -499,10 +705,35 @@ static int open_file(struct bench *b) {
     cli_err("bench: %s: %s", b->path, strerror(errno));
     return CLI_FAIL;
   }
-  /* Only needed when kvik goes direct; a filesystem that refuses O_DIRECT gets no such
-   * baseline (and kvik there runs buffered anyway). */
-  if (b->direct_read || b->direct_write)
+  /* Only needed when kvik goes direct (host memory), or for the disk limits (device memory);
+   * a filesystem that refuses O_DIRECT gets no such baseline (and kvik there runs buffered). */
+  if (b->direct_read || b->direct_write || b->o.mem == MEM_DEVICE)
     b->dfd = open(b->path, (b->o.no_write ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+  /* Device memory: a second kvik handle in the other write mode, so both are measured. */
+  if (b->o.mem == MEM_DEVICE && !b->o.no_write) {
+    uint64_t dw = 0;
+    if ((rc = kvik_config_get_u64(KVIK_CFG_AUTO_DIRECT_IO_WRITE, &dw)) < 0 ||
+        (rc = kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_WRITE, !dw)) < 0) {
+      cli_kvik_err(rc, "bench: %s", kvik_config_name(KVIK_CFG_AUTO_DIRECT_IO_WRITE));
+      return CLI_FAIL;
+    }
+    rc = kvik_file_open(&b->f2, b->path, "r+", 0644, (kvik_compat)b->o.io.compat);
+    int rc2 = kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_WRITE, dw);
+    if (rc < 0 || rc2 < 0) {
+      cli_kvik_err(rc < 0 ? rc : rc2, "bench: cannot open %s a second time", b->path);
+      return CLI_FAIL;
+    }
+    struct kvik_file_info fi2 = {.sz = sizeof fi2};
+    if ((rc = kvik_file_info(b->f2, &fi2)) < 0) {
+      cli_kvik_err(rc, "bench: %s", b->path);
+      return CLI_FAIL;
+    }
+    b->direct_write2 = fi2.direct_write;
+    if (b->direct_write2 == b->direct_write) { /* O_DIRECT refused: one mode only */
+      kvik_file_close(b->f2);
+      b->f2 = NULL;
+    }
+  }
   return CLI_OK;
 }
 
@@ -551,7 +782,50 @@ struct result {
   double *runs; /* seconds per repetition */
   double seconds;
   int baseline; /* index of the result this one is compared with, or -1 */
+  int naive;    /* device mode, kvik rows: index of what a user writes first, or -1 */
 };
+
+/* Name shown for an engine: in device mode kvik's writes are named by their mode. */
+static const char *engine_name(const struct bench *b, const struct engine *e) {
+  if (b->o.mem != MEM_DEVICE || e->baseline || e->op != OP_WRITE)
+    return e->name;
+  int direct = e->other_mode ? b->direct_write2 : b->direct_write;
+  return direct ? "kvik-direct" : "kvik-buffered";
+}
+
+/* The O_DIRECT mode of a result (kvik: its handle's mode; a baseline: its own). */
+static int result_direct(const struct bench *b, const struct result *r) {
+  if (r->e->baseline)
+    return r->e->direct;
+  if (r->e->op == OP_READ)
+    return b->direct_read;
+  return r->e->other_mode ? b->direct_write2 : b->direct_write;
+}
+
+/* Device mode, after the timings are in: each kvik result's bound is the slower of the link
+ * limit (when the case has one) and the fastest file-side limit (for writes: of kvik's own
+ * write mode). */
+static void device_refs(const struct bench *b, struct result *res, size_t first, size_t end) {
+  for (size_t i = first; i < end; i++) {
+    res[i].naive = -1;
+    if (res[i].e->baseline)
+      continue;
+    int link = -1, io = -1;
+    for (size_t j = first; j < end; j++) {
+      const struct engine *e = res[j].e;
+      if (e->limit == LIM_LINK)
+        link = (int)j;
+      else if (e->limit == LIM_IO && (e->op == OP_READ || e->direct == result_direct(b, &res[i])) &&
+               (io < 0 || res[j].seconds < res[io].seconds))
+        io = (int)j;
+      else if (e->limit == LIM_NAIVE)
+        res[i].naive = (int)j;
+    }
+    res[i].baseline = io;
+    if (link >= 0 && (io < 0 || res[link].seconds > res[io].seconds))
+      res[i].baseline = link;
+  }
+}
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -571,19 +845,27 @@ static int measure_once(struct bench *b, struct result *r, unsigned rep) {
   const struct engine *e = r->e;
   double t0, t1;
 
-  if (set_cache(b, r->cache) != CLI_OK)
+  bool dev_kvik = b->o.mem == MEM_DEVICE && !e->baseline;
+  if (!e->nofile && set_cache(b, r->cache) != CLI_OK)
     return CLI_FAIL;
-  if (e->op == OP_READ && b->o.verify)
-    memset(b->buf, 0, b->size);
+  if (e->op == OP_READ && b->o.verify && !e->nofile) {
+    if (dev_kvik ? cli_cuda_memset(b->dbuf, 0, b->size) != 0 : (memset(b->buf, 0, b->size), 0))
+      return CLI_FAIL;
+  }
   t0 = cli_now();
   if (e->run(b) != CLI_OK)
     return CLI_FAIL;
-  if (e->op == OP_WRITE && b->o.sync && sync_file(b) != CLI_OK)
+  if (e->op == OP_WRITE && b->o.sync && !e->nofile && sync_file(b) != CLI_OK)
     return CLI_FAIL;
   t1 = cli_now();
-  if (e->op == OP_WRITE && !b->o.sync && sync_file(b) != CLI_OK)
+  if (e->op == OP_WRITE && !b->o.sync && !e->nofile && sync_file(b) != CLI_OK)
     return CLI_FAIL;
-  if (e->op == OP_READ && b->o.verify) {
+  /* Checked: kvik's reads, and the baselines that read the file into b->buf. */
+  bool check = e->op == OP_READ && b->o.verify && !e->nofile &&
+               (dev_kvik || b->o.mem == MEM_HOST || e->run == engine_pread_copy);
+  if (check && dev_kvik && cli_cuda_dtoh(b->buf, b->dbuf, b->size) != 0)
+    return CLI_FAIL;
+  if (check) {
     size_t bad = pattern_check(b->buf, b->size);
     if (bad != b->size) {
       cli_err("bench: %s read of %s returned wrong data at offset %zu", e->name, b->path, bad);
@@ -612,51 +894,94 @@ static double gbps(size_t bytes, double seconds) {
   return seconds > 0 ? (double)bytes / seconds / 1e9 : 0;
 }
 
-static void print_json(const struct bench *b, const struct result *res, size_t n) {
+static void print_json(FILE *out, const struct bench *b, const struct result *res, size_t n) {
   for (size_t i = 0; i < n; i++) {
     const struct result *r = &res[i];
     const struct engine *e = r->e;
-    printf("{\"op\":\"%s\",\"cache\":\"%s\",\"engine\":\"%s\",\"baseline\":%s,\"mem\":\"host\","
-           "\"bytes\":%zu,\"seconds\":%.6f,\"gbps\":%.3f,\"stat\":\"%s\",\"repeat\":%u,"
-           "\"runs\":[",
-           op_names[e->op], cache_names[r->cache], e->name, e->baseline ? "true" : "false", b->size,
-           r->seconds, gbps(b->size, r->seconds), b->o.stat == STAT_BEST ? "best" : "median",
-           b->o.repeat);
+    fprintf(out,
+            "{\"op\":\"%s\",\"cache\":\"%s\",\"engine\":\"%s\",\"baseline\":%s,\"mem\":\"%s\","
+            "\"bytes\":%zu,\"seconds\":%.6f,\"gbps\":%.3f,\"stat\":\"%s\",\"repeat\":%u,"
+            "\"runs\":[",
+            op_names[e->op], cache_names[r->cache], engine_name(b, e),
+            e->baseline ? "true" : "false", b->o.mem == MEM_DEVICE ? "device" : "host", b->size,
+            r->seconds, gbps(b->size, r->seconds), b->o.stat == STAT_BEST ? "best" : "median",
+            b->o.repeat);
     for (unsigned k = 0; k < b->o.repeat; k++)
-      printf("%s%.6f", k ? "," : "", r->runs[k]);
-    printf("],\"threads\":%u,\"task_size\":%llu,\"direct_io\":%d,\"sync\":%s",
-           e->baseline ? 1u : b->threads,
-           (unsigned long long)(e->baseline ? (b->size < BASELINE_CHUNK ? b->size : BASELINE_CHUNK)
-                                            : b->task_size),
-           e->baseline ? (int)e->direct : (e->op == OP_READ ? b->direct_read : b->direct_write),
-           b->o.sync ? "true" : "false");
+      fprintf(out, "%s%.6f", k ? "," : "", r->runs[k]);
+    fprintf(out, "],\"threads\":%u,\"task_size\":%llu,\"direct_io\":%d,\"sync\":%s",
+            e->baseline ? 1u : b->threads,
+            (unsigned long long)(e->baseline ? (b->size < BASELINE_CHUNK ? b->size : BASELINE_CHUNK)
+                                             : b->task_size),
+            result_direct(b, r), b->o.sync ? "true" : "false");
     if (r->baseline >= 0)
-      printf(",\"vs\":\"%s\",\"ratio\":%.3f", res[r->baseline].e->name,
-             r->seconds > 0 ? res[r->baseline].seconds / r->seconds : 0);
-    printf(",\"fs\":");
-    json_string(stdout, b->pinfo.fs_type);
-    printf(",\"file\":");
-    json_string(stdout, b->path);
-    printf(",\"version\":\"%s\"}\n", kvik_version());
+      fprintf(out, ",\"vs\":\"%s\",\"ratio\":%.3f", engine_name(b, res[r->baseline].e),
+              r->seconds > 0 ? res[r->baseline].seconds / r->seconds : 0);
+    if (b->o.mem == MEM_DEVICE && r->naive >= 0)
+      fprintf(out, ",\"vs_naive\":\"%s\",\"ratio_naive\":%.3f", res[r->naive].e->name,
+              r->seconds > 0 ? res[r->naive].seconds / r->seconds : 0);
+    if (b->o.mem == MEM_DEVICE) {
+      fprintf(out, ",\"gpu\":");
+      json_string(out, b->gpu.name);
+    }
+    fprintf(out, ",\"fs\":");
+    json_string(out, b->pinfo.fs_type);
+    fprintf(out, ",\"file\":");
+    json_string(out, b->path);
+    fprintf(out, ",\"version\":\"%s\"}\n", kvik_version());
   }
 }
 
 static void print_header(const struct bench *b) {
   char size[32], task[32];
-  printf("kvik bench %s: %s, %s (%s%s%s%s), host memory\n", kvik_version(),
+  printf("kvik bench %s: %s, %s (%s%s%s%s), %s memory\n", kvik_version(),
          cli_fmt_size(b->size, size, sizeof size), b->path,
          b->pinfo.fs_type[0] ? b->pinfo.fs_type : "unknown filesystem",
          b->pinfo.block_device[0] ? " on " : "", b->pinfo.block_device,
-         b->temporary ? ", temporary" : "");
+         b->temporary ? ", temporary" : "", b->o.mem == MEM_DEVICE ? "device" : "host");
+  if (b->o.mem == MEM_DEVICE) {
+    char mem[32];
+    int version = 0;
+    kvik_cuda_driver_version(&version);
+    printf("GPU 0: %s, %s, PCI %s, CUDA driver %d.%d\n", b->gpu.name,
+           cli_fmt_size(b->gpu.total_mem, mem, sizeof mem), b->gpu.pci_bus_id, version / 1000,
+           version % 1000 / 10);
+  }
   printf("kvik: %u threads, task size %s, O_DIRECT reads %s, writes %s, compat %s\n", b->threads,
          cli_fmt_size(b->task_size, task, sizeof task), b->direct_read ? "on" : "off",
          b->direct_write ? "on" : "off", cli_compat_name(b->compat));
-  printf("baselines: one thread, pread/pwrite calls of up to 1 GiB into the same buffer%s\n",
-         b->dfd >= 0 ? "; -direct: through O_DIRECT" : "");
+  if (b->o.mem == MEM_DEVICE)
+    printf("baselines: -mt: %u threads (kvik's count) on %s pieces into their own pinned\n"
+           "buffers; -1t, pwrite-pinned: one thread; h2d/d2h: 256 MiB pinned copies;\n"
+           "pread+copy, copy+pwrite: one thread through pageable memory and one cuMemcpy\n",
+           b->threads, cli_fmt_size(b->tchunk, task, sizeof task));
+  else
+    printf("baselines: one thread, pread/pwrite calls of up to 1 GiB into the same buffer%s\n",
+           b->dfd >= 0 ? "; -direct: through O_DIRECT" : "");
   fflush(stdout);
 }
 
 static void print_table(const struct bench *b, const struct result *res, size_t n) {
+  if (b->o.mem == MEM_DEVICE) {
+    printf("\n%-6s %-5s %-17s %9s %8s  %s\n", "op", "cache", "engine", "seconds", "GB/s",
+           "kvik vs the limit that bounds it; vs what a user writes first");
+    for (size_t i = 0; i < n; i++) {
+      const struct result *r = &res[i];
+      printf("%-6s %-5s %-17s %9.4f %8.2f", op_names[r->e->op], cache_names[r->cache],
+             engine_name(b, r->e), r->seconds, gbps(b->size, r->seconds));
+      if (r->baseline >= 0)
+        printf("  %5.2f of %s", r->seconds > 0 ? res[r->baseline].seconds / r->seconds : 0,
+               res[r->baseline].e->name);
+      if (r->naive >= 0)
+        printf("; %.1fx %s", r->seconds > 0 ? res[r->naive].seconds / r->seconds : 0,
+               res[r->naive].e->name);
+      printf("\n");
+    }
+    printf("\n%s of %u runs; GB/s = 10^9 bytes/s. Bounds: hot read min(pread-pinned-mt, "
+           "h2d-pinned); cold read\nthe best pread-direct; write the slower of d2h-pinned and the "
+           "best raw write of the same mode.\n",
+           b->o.stat == STAT_BEST ? "best" : "median", b->o.repeat);
+    return;
+  }
   printf("\n%-6s %-5s %-13s %9s %8s %7s\n", "op", "cache", "engine", "seconds", "GB/s", "ratio");
   for (size_t i = 0; i < n; i++) {
     const struct result *r = &res[i];
@@ -686,13 +1011,17 @@ static int run_all(struct bench *b) {
         continue;
       size_t first = n;
       bool kvik_direct = op == OP_READ ? b->direct_read : b->direct_write;
+      bool dev = b->o.mem == MEM_DEVICE;
       for (size_t k = 0; k < NENGINES; k++) {
         const struct engine *e = &engines[k];
-        if ((int)e->op != op || !(e->mems & (1u << b->o.mem)))
+        if ((int)e->op != op || !(e->mems & (1u << b->o.mem)) || !(e->caches & (1u << cache)))
           continue;
-        if (e->direct && (!kvik_direct || b->dfd < 0))
+        if (e->direct && ((!dev && !kvik_direct) || b->dfd < 0))
           continue;
-        res[n] = (struct result){.e = e, .cache = cache, .runs = runs[n], .baseline = -1};
+        if (e->other_mode && !b->f2)
+          continue;
+        res[n] =
+            (struct result){.e = e, .cache = cache, .runs = runs[n], .baseline = -1, .naive = -1};
         n++;
       }
       /* The reference of a case is the baseline in kvik's own mode (buffered or O_DIRECT),
@@ -708,6 +1037,11 @@ static int run_all(struct bench *b) {
   total_runs = n * b->o.repeat;
 
   for (size_t i = 0; i < n;) {
+    /* The device write baselines write whatever their pinned buffers hold: with --verify, the
+     * pattern goes back into the file (untimed) before reads are checked. */
+    if (b->o.mem == MEM_DEVICE && b->o.verify && res[i].e->op == OP_READ && i > 0 &&
+        res[i - 1].e->op == OP_WRITE && (run_kvik(b, OP_WRITE) != CLI_OK || sync_file(b) != CLI_OK))
+      return CLI_FAIL;
     /* A case is the run of results with the same op and cache. */
     size_t end = i;
     while (end < n && res[end].e->op == res[i].e->op && res[end].cache == res[i].cache)
@@ -717,8 +1051,8 @@ static int run_all(struct bench *b) {
         /* Alternate the order each repetition so neither engine always goes first. */
         size_t j = rep % 2 ? end - 1 - k : i + k;
         cli_progress("[%zu/%zu] %s %s %s, run %u of %u", ++done_runs, total_runs,
-                     op_names[res[j].e->op], cache_names[res[j].cache], res[j].e->name, rep + 1,
-                     b->o.repeat);
+                     op_names[res[j].e->op], cache_names[res[j].cache], engine_name(b, res[j].e),
+                     rep + 1, b->o.repeat);
         if (measure_once(b, &res[j], rep) != CLI_OK)
           return CLI_FAIL;
       }
@@ -729,17 +1063,54 @@ static int run_all(struct bench *b) {
 
   for (size_t i = 0; i < n; i++)
     res[i].seconds = summarize(res[i].runs, b->o.repeat, b->o.stat);
+  if (b->o.mem == MEM_DEVICE) {
+    for (size_t i = 0; i < n;) {
+      size_t end = i;
+      while (end < n && res[end].e->op == res[i].e->op && res[end].cache == res[i].cache)
+        end++;
+      for (size_t j = i; j < end; j++)
+        res[j].baseline = -1;
+      device_refs(b, res, i, end);
+      i = end;
+    }
+  }
   if (b->o.json)
-    print_json(b, res, n);
+    print_json(stdout, b, res, n);
   else
     print_table(b, res, n);
+  if (b->o.json_out) {
+    FILE *jf = fopen(b->o.json_out, "a");
+    if (!jf) {
+      cli_err("bench: --json-out %s: %s", b->o.json_out, strerror(errno));
+      return CLI_FAIL;
+    }
+    print_json(jf, b, res, n);
+    fclose(jf);
+  }
   return CLI_OK;
+}
+
+/* Device memory: CUDA must be there, for kvik and for the tool's own buffers. */
+static int device_setup(struct bench *b) {
+  if (!kvik_cuda_available()) {
+    cli_err("bench: --mem device needs the CUDA driver and a GPU: %s", kvik_last_error());
+    return CLI_FAIL;
+  }
+  b->gpu.sz = sizeof b->gpu;
+  int rc = kvik_gpu_info(0, &b->gpu);
+  if (rc < 0) {
+    cli_kvik_err(rc, "bench: GPU 0");
+    return CLI_FAIL;
+  }
+  return cli_cuda_open() == 0 ? CLI_OK : CLI_FAIL;
 }
 
 static int bench_setup(struct bench *b) {
   int rc;
 
   if (cli_io_settings_apply(&b->o.io, &b->pool) != CLI_OK)
+    return CLI_FAIL;
+  if (b->o.mem == MEM_DEVICE && device_setup(b) != CLI_OK)
     return CLI_FAIL;
   if (choose_file(b) != CLI_OK)
     return CLI_FAIL;
@@ -800,6 +1171,17 @@ static int bench_setup(struct bench *b) {
     cli_err("bench: cannot allocate %s of host memory", cli_fmt_size(b->size, s, sizeof s));
     return CLI_FAIL;
   }
+  if (b->o.mem == MEM_DEVICE) {
+    b->pinned_size = b->size < PIN_CHUNK ? b->size : PIN_CHUNK;
+    b->tchunk = b->task_size < MT_CHUNK_MAX ? (size_t)b->task_size : MT_CHUNK_MAX;
+    b->tchunk = (b->tchunk + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
+    if (cli_cuda_alloc(&b->dbuf, b->size) != 0 ||
+        !(b->pinned = cli_cuda_host_alloc(b->pinned_size)) ||
+        !(b->tbuf = cli_cuda_host_alloc((size_t)b->threads * b->tchunk)))
+      return CLI_FAIL;
+    memset(b->pinned, 0x5a, b->pinned_size);
+    memset(b->tbuf, 0x5a, (size_t)b->threads * b->tchunk);
+  }
   return CLI_OK;
 }
 
@@ -808,6 +1190,8 @@ static int bench_prepare(struct bench *b) {
   if (b->o.no_write)
     return CLI_OK;
   pattern_fill(b->buf, b->size);
+  if (b->o.mem == MEM_DEVICE && cli_cuda_htod(b->dbuf, b->buf, b->size) != 0)
+    return CLI_FAIL;
   cli_progress("writing %s", b->path);
   if (run_kvik(b, OP_WRITE) != CLI_OK || sync_file(b) != CLI_OK)
     return CLI_FAIL;
@@ -839,6 +1223,10 @@ int cmd_bench(int argc, char **argv) {
 
   cli_free_host(b.buf);
   cli_free_host(b.warm);
+  cli_cuda_host_free(b.pinned);
+  cli_cuda_host_free(b.tbuf);
+  cli_cuda_free(b.dbuf);
+  kvik_file_close(b.f2);
   if (b.fd >= 0)
     close(b.fd);
   if (b.dfd >= 0)

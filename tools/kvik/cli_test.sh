@@ -50,7 +50,7 @@ expect 0 'filesystem' "$kvik" info "$kvik"
 expect 1 'no-such-dir' "$kvik" info "$work/no-such-dir"
 
 # bench: bad options, then a small run with verification; the temporary file is removed.
-expect 2 'need CUDA support' "$kvik" bench --mem device
+expect 2 'invalid --mem' "$kvik" bench --mem gpu
 expect 2 'invalid --size' "$kvik" bench --size 12Q
 expect 2 'invalid --size' "$kvik" bench --size 0
 expect 2 'invalid --direct-io' "$kvik" bench --direct-io maybe

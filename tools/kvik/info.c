@@ -15,7 +15,8 @@ static void info_usage(FILE *out) {
   fputs("usage: kvik info [PATH]\n"
         "\n"
         "Prints kvik's version, every setting with its value and where the value came from\n"
-        "(default, env, set), and the default thread pool's size. With PATH (a file or a\n"
+        "(default, env, set), the default thread pool's size, and the CUDA driver and each GPU\n"
+        "(name, memory, PCI bus, memory kinds) when CUDA is there. With PATH (a file or a\n"
         "directory): the filesystem, block device and O_DIRECT support there, and the I/O path\n"
         "kvik takes for a file at PATH (for a directory, a temporary file created in it).\n"
         "\n"
@@ -39,6 +40,42 @@ static const char *path_name(int path) {
   case KVIK_PATH_GDS: return "gds";
   case KVIK_PATH_CUFILE_COMPAT: return "cufile-compat";
   default: return "unknown";
+  }
+}
+
+static const char *cap(int v) { return v > 0 ? "yes" : v == 0 ? "no" : "unknown"; }
+
+/* The CUDA driver and each GPU, as kvik sees them. Without CUDA, says why; never fails. */
+static void print_cuda(void) {
+  if (!kvik_cuda_available()) {
+    printf("\nCUDA: not available (%s); every buffer is host memory\n", kvik_last_error());
+    return;
+  }
+  int version = 0, count = kvik_gpu_count();
+  kvik_cuda_driver_version(&version);
+  printf("\nCUDA: driver %d.%d, %d GPU%s\n", version / 1000, version % 1000 / 10, count,
+         count == 1 ? "" : "s");
+  for (int i = 0; i < count; i++) {
+    struct kvik_gpu_info g = {.sz = sizeof g};
+    int rc = kvik_gpu_info(i, &g);
+    if (rc < 0) {
+      printf("  GPU %d: %s\n", i, kvik_last_error());
+      continue;
+    }
+    char mem[32];
+    printf("  GPU %d: %s\n", i, g.name);
+    printf("    %-22s %s\n", "memory", cli_fmt_size(g.total_mem, mem, sizeof mem));
+    printf("    %-22s %s\n", "PCI bus", g.pci_bus_id);
+    printf("    %-22s %d.%d, %d SMs, %d copy engines%s\n", "compute capability", g.cc_major,
+           g.cc_minor, g.multiprocessors, g.async_engines, g.integrated ? ", integrated" : "");
+    printf("    %-22s device yes; managed %s (concurrent access %s); stream-ordered pools %s\n",
+           "memory kinds", cap(g.managed_memory), cap(g.concurrent_managed_access),
+           cap(g.memory_pools));
+    printf("    %-22s host register %s (read-only %s); pageable access %s (host page tables %s)\n",
+           "host memory", cap(g.host_register), cap(g.read_only_host_register),
+           cap(g.pageable_memory_access), cap(g.pageable_memory_access_uses_host_page_tables));
+    printf("    %-22s unified addressing %s; GPUDirect RDMA %s\n", "other",
+           cap(g.unified_addressing), cap(g.gpu_direct_rdma));
   }
 }
 
@@ -178,6 +215,7 @@ int cmd_info(int argc, char **argv) {
     return CLI_FAIL;
   }
   printf("\nthread pool: %d threads (the default pool, sized by KVIKIO_NTHREADS)\n", rc);
+  print_cuda();
 
   if (optind < argc)
     return print_path(argv[optind]);
