@@ -115,6 +115,9 @@ enum kvik_cfg {
   KVIK_CFG_WEBHDFS_USERNAME,         /* KVIKIO_WEBHDFS_USERNAME, string                     */
   KVIK_CFG_LOG_LEVEL,                /* KVIKIO_LOG_LEVEL, kvik_log_level                    */
   KVIK_CFG_LOG_FILE,                 /* KVIKIO_LOG_FILE, string (path)                      */
+  KVIK_CFG_PREFER_CUFILE_COMPAT,     /* KVIK_PREFER_CUFILE_COMPAT, 0/1: compat mode AUTO uses
+                                        cuFile even where cuFile would only run its own
+                                        compatibility mode (default 0: kvik's faster path)  */
   KVIK_CFG_COUNT
 };
 enum kvik_cfg_type { KVIK_CFG_TYPE_BOOL, KVIK_CFG_TYPE_U64, KVIK_CFG_TYPE_SIZE,
@@ -467,6 +470,187 @@ struct kvik_mem_info {
  *  Pageable and pinned host memory is otherwise not checked (base, alloc_size and offset are
  *  0 for it). Without CUDA it is always KVIK_MEM_HOST. Returns 0 or a negative code. */
 KVIK_API int kvik_mem_info(const void *ptr, size_t size, struct kvik_mem_info *info);
+
+/* ------------------------------------------------------------------------------------------
+ * cuFile (GPUDirect Storage). libcufile.so.0 is opened with dlopen on first need; kvik needs no
+ * cuFile at build time. Without it these functions report KVIK_ENOCUFILE and files are served by
+ * kvik's own path. Which path serves a file: see kvik_compat and kvik_file_info(); the rules are
+ * in docs/cufile.md. Host memory never goes through cuFile; device memory from cuMemAlloc does
+ * (managed and stream-ordered pool memory use kvik's path). Transfers smaller than
+ * KVIKIO_GDS_THRESHOLD use kvik's path too.
+ * ------------------------------------------------------------------------------------------ */
+
+/* kvik.h needs no CUDA header: CUDA streams are passed as struct CUstream_st *, the type cuda.h
+ * calls CUstream. */
+struct CUstream_st;
+
+/** 1 if libcufile.so.0 loads and its driver opens (cuFileDriverOpen), else 0 with the reason
+ *  (the step that failed and why) in kvik_last_error(). The first call loads CUDA and cuFile;
+ *  later calls return the cached answer. Never negative. */
+KVIK_API int kvik_cufile_available(void);
+/** Sets *version to cuFile's library version as cuFileGetVersion reports it (e.g. 1150 for
+ *  1.15). Returns 0, KVIK_EINVAL (NULL), KVIK_ENOCUFILE, or KVIK_EUNSUPPORTED when this
+ *  libcufile lacks cuFileGetVersion (the detail says so). */
+KVIK_API int kvik_cufile_version(int *version);
+
+/** The cuFile driver's properties (cuFileDriverGetProperties), plus what kvik concludes. Sizes
+ *  are in KiB, as cuFile keeps them. */
+struct kvik_cufile_props {
+  size_t sz;                       /* sizeof(struct kvik_cufile_props)                        */
+  unsigned nvfs_major, nvfs_minor; /* nvidia-fs driver version as cuFile reports it          */
+  uint64_t poll_thresh_size_kb;    /* reads and writes up to this size poll for completion   */
+  uint64_t max_direct_io_size_kb;  /* largest single direct transfer                          */
+  unsigned dstatusflags;           /* storage cuFile supports: bit CU_FILE_*_SUPPORTED        */
+  unsigned dcontrolflags;          /* bit 0 poll mode, bit 1 compatibility mode allowed       */
+  unsigned fflags;                 /* features: bit 1 batch, bit 2 streams, bit 4 P2PDMA      */
+  unsigned max_device_cache_size_kb;
+  unsigned per_buffer_cache_size_kb;
+  unsigned max_device_pinned_mem_size_kb;
+  unsigned max_batch_io_size;
+  unsigned max_batch_io_timeout_ms;
+  int poll_mode;                   /* 1 if poll mode is on                                    */
+  int allow_compat_mode;           /* 1 if cuFile may fall back to its compatibility mode     */
+  int nvfs_loaded;                 /* 1 if the nvidia-fs kernel module is loaded              */
+  int p2pdma;                      /* 1 if cuFile reports kernel P2PDMA support               */
+  int batch;                       /* 1 if kvik uses cuFile's batch API (entry points there)  */
+  int streams;                     /* 1 if kvik uses cuFile's stream API (entry points there) */
+  int version;                     /* cuFileGetVersion, 0 where not available                 */
+};
+/** Fills props (props->sz must be set). Returns 0 or KVIK_ENOCUFILE / KVIK_ECUFILE. */
+KVIK_API int kvik_cufile_props(struct kvik_cufile_props *props);
+
+/** Driver properties that kvik_cufile_prop_get() reads and kvik_cufile_prop_set() changes. */
+enum kvik_cufile_prop {
+  KVIK_CUFILE_POLL_MODE = 0,            /* 0/1, settable                                  */
+  KVIK_CUFILE_POLL_THRESH_SIZE_KB = 1,  /* KiB, settable                                  */
+  KVIK_CUFILE_MAX_DIRECT_IO_SIZE_KB = 2, /* KiB, settable                                 */
+  KVIK_CUFILE_MAX_CACHE_SIZE_KB = 3,    /* KiB, settable                                  */
+  KVIK_CUFILE_MAX_PINNED_MEM_SIZE_KB = 4, /* KiB, settable                                */
+  KVIK_CUFILE_PER_BUFFER_CACHE_SIZE_KB = 5, /* KiB, read-only                             */
+  KVIK_CUFILE_MAX_BATCH_IO_SIZE = 6,    /* operations, read-only                          */
+  KVIK_CUFILE_MAX_BATCH_IO_TIMEOUT_MS = 7, /* read-only                                   */
+};
+/** Reads one driver property. Returns 0, KVIK_EINVAL (unknown property, NULL), KVIK_ENOCUFILE
+ *  or KVIK_ECUFILE. */
+KVIK_API int kvik_cufile_prop_get(enum kvik_cufile_prop prop, uint64_t *value);
+/** Sets one driver property through cuFileDriverSet*. Read-only properties give KVIK_EINVAL
+ *  naming the property and where it is set instead (cufile.json); a libcufile without the setter
+ *  gives KVIK_EUNSUPPORTED. Returns 0, or KVIK_ENOCUFILE / KVIK_ECUFILE. */
+KVIK_API int kvik_cufile_prop_set(enum kvik_cufile_prop prop, uint64_t value);
+
+/** Registers [buf, buf + size) of device memory with cuFile (cuFileBufRegister), so cuFile
+ *  reads and writes that fall inside it skip its own staging. flags are passed to cuFile (0).
+ *  Refused with KVIK_EINVAL: NULL or size 0, host memory (kvik never passes host memory to
+ *  cuFile), a range past the end of its allocation, and a range that overlaps a buffer already
+ *  registered (both named). Where cuFile is not used (unavailable, or KVIKIO_COMPAT_MODE=ON) the
+ *  registration is only recorded, so kvik_buffer_deregister() behaves the same everywhere.
+ *  Returns 0, or KVIK_ECUFILE with cuFile's error name. Thread-safe. */
+KVIK_API int kvik_buffer_register(const void *buf, size_t size, int flags);
+/** Deregisters a buffer registered with kvik_buffer_register (by the same pointer). An unknown
+ *  pointer, or one deregistered already, gives KVIK_EINVAL. */
+KVIK_API int kvik_buffer_deregister(const void *buf);
+
+/** Registers a CUDA stream with cuFile (cuFileStreamRegister; flags as cuFile defines them),
+ *  which speeds up kvik_file_read_async/write_async on GDS files. Optional: kvik's own
+ *  stream-ordered path needs no registration. Returns 0, KVIK_ENOCUFILE, KVIK_EUNSUPPORTED (this
+ *  libcufile has no stream API) or KVIK_ECUFILE. */
+KVIK_API int kvik_stream_register(struct CUstream_st *stream, unsigned flags);
+KVIK_API int kvik_stream_deregister(struct CUstream_st *stream);
+
+/* ------------------------------------------------------------------------------------------
+ * Batch I/O: many independent reads and writes submitted at once and reaped as they finish.
+ * Operations on files that GDS serves (KVIK_PATH_GDS) with device memory go through cuFile's
+ * batch API; every other operation runs on the thread pool through the file's own path, with
+ * the same semantics. One batch may mix both.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct kvik_batch kvik_batch; /* opaque */
+
+enum kvik_batch_opcode { KVIK_BATCH_READ = 0, KVIK_BATCH_WRITE = 1 };
+
+/** One operation: size bytes between file at file_offset and buf + buf_offset. */
+struct kvik_batch_io {
+  kvik_file *file;
+  void *buf;           /* base of the buffer (any memory kind)                            */
+  size_t size;
+  int64_t file_offset;
+  int64_t buf_offset;  /* the operation uses buf + buf_offset                             */
+  int opcode;          /* enum kvik_batch_opcode                                          */
+  void *cookie;        /* the caller's, given back in the operation's event               */
+};
+
+enum kvik_batch_status { KVIK_BATCH_COMPLETE = 1, KVIK_BATCH_FAILED = 2, KVIK_BATCH_CANCELED = 3 };
+
+/** A finished operation. */
+struct kvik_batch_event {
+  void *cookie;        /* kvik_batch_io.cookie                                            */
+  int status;          /* enum kvik_batch_status                                          */
+  ssize_t result;      /* bytes transferred (short only at end of file), or a negative code */
+  char error[256];     /* the failure in words ("" on success)                            */
+};
+
+/** Creates a batch that holds at most max_ops operations at a time (1..65536): submitted and
+ *  not yet reaped by kvik_batch_status(). *out is set only on success; free with
+ *  kvik_batch_destroy(). */
+KVIK_API int kvik_batch_create(kvik_batch **out, unsigned max_ops);
+/** Submits n operations. All are checked first (file, mode, buffer, offsets): on an error none
+ *  is submitted and the code names the operation's index. KVIK_EINVAL if n exceeds the batch's
+ *  max_ops, KVIK_EBUSY if the batch has no room for n more until finished operations are
+ *  reaped. Buffers must stay valid until the operation's event is reaped. */
+KVIK_API int kvik_batch_submit(kvik_batch *batch, const struct kvik_batch_io *ops, unsigned n);
+/** Reaps finished operations: waits until at least min_nr have finished or timeout_ms passes
+ *  (negative: no limit; 0: do not wait), then copies up to *nr events (in: capacity of
+ *  events; out: how many were copied). Each operation is reported once. Returns 0 (also when
+ *  the time ran out with fewer than min_nr), or KVIK_EINVAL (min_nr larger than *nr or than
+ *  the operations outstanding). */
+KVIK_API int kvik_batch_status(kvik_batch *batch, unsigned min_nr, unsigned *nr,
+                               struct kvik_batch_event *events, int64_t timeout_ms);
+/** Cancels the operations not yet started: pool operations still queued finish as
+ *  KVIK_BATCH_CANCELED at once; operations given to cuFile are canceled through cuFile and
+ *  report what cuFile reports (canceled, or complete where they had finished). Operations
+ *  already running finish; every operation is still reported by kvik_batch_status(). */
+KVIK_API int kvik_batch_cancel(kvik_batch *batch);
+/** Cancels what has not started, waits for what is running, and frees the batch. NULL is
+ *  fine. */
+KVIK_API int kvik_batch_destroy(kvik_batch *batch);
+
+/* ------------------------------------------------------------------------------------------
+ * Stream-ordered I/O (kvikio's read_async/write_async). The operation is enqueued on a CUDA
+ * stream and runs when the stream reaches it: work enqueued before it on the stream is done
+ * first (a kernel that fills the buffer before a write), work enqueued after it waits for it (a
+ * kernel that reads the buffer after a read). The caller never blocks, and the stream is never
+ * synchronized by kvik. stream is a CUstream (struct CUstream_st *, as cuda.h declares it);
+ * NULL is the default stream.
+ *
+ * On GDS files with device memory: cuFileReadAsync / cuFileWriteAsync. Otherwise kvik enqueues a
+ * host function that only hands the operation to a pool worker, and makes the stream wait
+ * (cuStreamWaitValue32) on a flag in pinned memory that the worker sets after doing the I/O on
+ * its own stream; where the GPU cannot wait on memory, the host function waits for the worker
+ * instead (still without blocking the caller). docs/cufile.md has the details.
+ * ------------------------------------------------------------------------------------------ */
+
+/** Reads *size bytes of the file at *file_offset into buf_base + *buf_offset, when the stream
+ *  reaches the operation. size, file_offset and buf_offset are read then, not now, and
+ *  *bytes_read is set then: the byte count (short only at end of file) or a negative code. All
+ *  four pointers must stay valid until the stream has passed the operation. Returns 0 once
+ *  enqueued, or a negative code (bad arguments, a file not open for reading: KVIK_EBADMODE,
+ *  CUDA errors) with nothing enqueued. */
+KVIK_API int kvik_file_read_async(kvik_file *f, void *buf_base, size_t *size,
+                                  int64_t *file_offset, int64_t *buf_offset, ssize_t *bytes_read,
+                                  struct CUstream_st *stream);
+/** Writes *size bytes from buf_base + *buf_offset to the file at *file_offset when the stream
+ *  reaches the operation; *bytes_written as for reads. */
+KVIK_API int kvik_file_write_async(kvik_file *f, const void *buf_base, size_t *size,
+                                   int64_t *file_offset, int64_t *buf_offset,
+                                   ssize_t *bytes_written, struct CUstream_st *stream);
+/** Convenience forms: the arguments are taken by value now, and *out receives a future that
+ *  completes when the operation has run (kvik_future_wait gives the bytes or the error). The
+ *  future never waits for the stream to reach the operation on its own: wait on it only once
+ *  everything before the operation on the stream can finish. */
+KVIK_API int kvik_file_read_async_future(kvik_file *f, void *buf, size_t size, int64_t file_offset,
+                                         struct CUstream_st *stream, kvik_future **out);
+KVIK_API int kvik_file_write_async_future(kvik_file *f, const void *buf, size_t size,
+                                          int64_t file_offset, struct CUstream_st *stream,
+                                          kvik_future **out);
 
 #ifdef __cplusplus
 }

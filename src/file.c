@@ -1,5 +1,8 @@
 /* kvik_file: opens a file, decides which path serves it, and dispatches reads and writes. */
+#include "file.h"
+
 #include "core/core.h"
+#include "gpu/cufile.h"
 #include "gpu/devio.h"
 #include "gpu/gpu.h"
 #include "io/fsinfo.h"
@@ -10,6 +13,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,18 +27,30 @@ struct kvik_file {
   struct kvik__fds fds; /* fds.path points at path */
   char *path;
   bool readable, writable;
-  int compat;           /* resolved: KVIK_COMPAT_ON/OFF/AUTO */
-  int io_path;          /* enum kvik_io_path */
-  char reason[256];
-  kvik_pool *pool;      /* per block device, or NULL for the default pool */
+  int oflags;      /* the open(2) flags, for the cuFile descriptor */
+  int compat;      /* resolved: KVIK_COMPAT_ON/OFF/AUTO */
+  kvik_pool *pool; /* per block device, or NULL for the default pool */
+  /* The path decision. Made at open, except with compat mode AUTO in a process that does not
+   * use CUDA yet: then it is deferred to the first I/O with device memory (or kvik_file_info),
+   * so a host-only program never loads CUDA or cuFile. The fields below are written once,
+   * under decide_lock, before `decided` is set (release); readers check `decided` (acquire). */
+  pthread_mutex_t decide_lock;
+  atomic_bool decided;
+  int io_path;           /* enum kvik_io_path */
+  char reason[512];      /* kvik_file_info copies what fits in its 256 bytes */
+  int cufile_fd;         /* O_DIRECT descriptor registered with cuFile, or -1 */
+  CUfileHandle_t cufile; /* cuFile's handle when cuFile serves the file, else NULL */
 };
 
 /* What a chunk needs, copied into the future: the file, and for device or managed memory the
- * context that owns the buffer. */
+ * context that owns the buffer; for the cuFile path, the base address cuFile is given (the
+ * registered buffer or the allocation holding the range). */
 struct chunk_ctx {
   kvik_file *f;
   bool device;
+  bool cufile;
   CUcontext ctx;
+  uintptr_t base;
 };
 
 static int file_check(kvik_file *f, const char *fn) {
@@ -46,6 +64,8 @@ static int file_check(kvik_file *f, const char *fn) {
 /* Parses fopen-style flags. Returns 0 and the open(2) flags, or KVIK_EINVAL. */
 static int parse_flags(const char *flags, int *oflags, bool *rd, bool *wr) {
   char mode = flags[0];
+  if (mode == '\0')
+    return kvik__err(KVIK_EINVAL, "kvik_file_open: empty flags (use r, r+, w or w+)");
   bool plus = false;
   for (const char *p = flags + 1; *p; p++) {
     if (*p == '+' && !plus)
@@ -76,25 +96,111 @@ static int parse_flags(const char *flags, int *oflags, bool *rd, bool *wr) {
   }
 }
 
-/* Decides the path that serves the file. Until the cuFile path exists, every file is served by
- * kvik's POSIX path; compat OFF (cuFile required) therefore fails. */
+static void set_reason(kvik_file *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_reason(kvik_file *f, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(f->reason, sizeof f->reason, fmt, ap);
+  va_end(ap);
+}
+
+/* The cuFile part of the path decision. Sets the path and reason and returns 0, or, when cuFile
+ * is required (compat mode OFF) and cannot serve the file, returns the error naming the step.
+ * Called with decide_lock held (or before the handle is published). */
+static int decide_cufile(kvik_file *f, bool required) {
+  const char *mode = required ? "compat mode OFF" : "compat mode AUTO";
+  const char *step = NULL;
+  char why[512];
+  int rc = 0;
+  const struct kvik__cufile_api *cf;
+  if ((rc = kvik__cufile_get(&cf)) != 0) {
+    step = "loading cuFile";
+    goto no_cufile;
+  }
+  int dma = kvik__cufile_dma(f->path, f->fds.fd, why, sizeof why);
+  if (!required && !dma && !kvik__cfg_u64(KVIK_CFG_PREFER_CUFILE_COMPAT)) {
+    f->io_path = KVIK_PATH_POSIX;
+    set_reason(f,
+               "%s: kvik's device path, faster than cuFile's compat mode: %s "
+               "(KVIK_PREFER_CUFILE_COMPAT=1 uses cuFile anyway)",
+               mode, why);
+    return 0;
+  }
+  /* cuFile wants an O_DIRECT descriptor for DMA; one of its own, so the handle's lifetime is
+   * independent of the descriptors kvik's path uses. */
+  int fd = kvik__sys.open(f->path,
+                          (f->oflags & ~(O_CREAT | O_TRUNC | O_EXCL)) | O_DIRECT | O_CLOEXEC, 0);
+  if (fd < 0) {
+    int e = errno;
+    rc = kvik__err(-e, "open with O_DIRECT refused: %s", kvik__errno_text(e));
+    step = "opening the file with O_DIRECT for cuFile";
+    goto no_cufile;
+  }
+  CUfileHandle_t h;
+  if ((rc = kvik__cufile_handle_register(fd, f->path, &h)) != 0) {
+    kvik__sys.close(fd);
+    step = "registering the file with cuFile";
+    goto no_cufile;
+  }
+  f->cufile_fd = fd;
+  f->cufile = h;
+  f->io_path = dma ? KVIK_PATH_GDS : KVIK_PATH_CUFILE_COMPAT;
+  set_reason(f, "%s: cuFile serves the file: %s%s", mode, why,
+             !dma && !required ? " (KVIK_PREFER_CUFILE_COMPAT is set)" : "");
+  return 0;
+
+no_cufile:;
+  char detail[KVIK_ERRMSG_MAX];
+  snprintf(detail, sizeof detail, "%s", kvik_last_error());
+  if (required)
+    return kvik__err(rc, "kvik_file_open %s: compat mode OFF requires cuFile, and %s failed: %s",
+                     f->path, step, detail);
+  f->io_path = KVIK_PATH_POSIX;
+  set_reason(f, "%s: kvik's device path: %s failed: %s", mode, step, detail);
+  kvik__err_clear();
+  return 0;
+}
+
+/* Decides the path that serves the file at open: ON is kvik's POSIX path; OFF requires cuFile
+ * (the open fails otherwise); AUTO uses cuFile only where it does real DMA (see decide_cufile),
+ * decided now if the process uses CUDA, else deferred (see struct kvik_file). */
 static int choose_path(kvik_file *f) {
+  f->io_path = KVIK_PATH_POSIX;
   switch (f->compat) {
   case KVIK_COMPAT_ON:
-    f->io_path = KVIK_PATH_POSIX;
     snprintf(f->reason, sizeof f->reason, "compat mode ON: POSIX I/O only");
+    atomic_store(&f->decided, true);
     return 0;
-  case KVIK_COMPAT_AUTO:
-    f->io_path = KVIK_PATH_POSIX;
-    snprintf(f->reason, sizeof f->reason,
-             "compat mode AUTO: cuFile support is not built into this version of kvik");
-    return 0;
-  default:
-    return kvik__err(KVIK_ENOCUFILE,
-                     "kvik_file_open %s: compat mode OFF requires cuFile, which this version of "
-                     "kvik does not support yet; use compat mode ON or AUTO",
-                     f->path);
+  case KVIK_COMPAT_OFF: {
+    int rc = decide_cufile(f, true);
+    atomic_store(&f->decided, rc == 0);
+    return rc;
   }
+  default: {
+    const struct kvik__cuda_api *cu;
+    if (!kvik__cuda_get_if_used(&cu)) {
+      snprintf(f->reason, sizeof f->reason,
+               "compat mode AUTO: kvik's POSIX path; whether cuFile serves device memory is "
+               "decided at the first I/O with device memory (CUDA is not in use yet)");
+      return 0;
+    }
+    decide_cufile(f, false);
+    atomic_store(&f->decided, true);
+    return 0;
+  }
+  }
+}
+
+/* Makes a deferred AUTO decision (once; concurrent callers wait for the first). */
+static void ensure_decided(kvik_file *f) {
+  if (atomic_load_explicit(&f->decided, memory_order_acquire))
+    return;
+  pthread_mutex_lock(&f->decide_lock);
+  if (!atomic_load_explicit(&f->decided, memory_order_relaxed)) {
+    decide_cufile(f, false);
+    atomic_store_explicit(&f->decided, true, memory_order_release);
+  }
+  pthread_mutex_unlock(&f->decide_lock);
 }
 
 /* Picks the pool for the file: its disk's pool when KVIKIO_THREAD_POOL_PER_BLOCK_DEVICE is on. */
@@ -139,6 +245,9 @@ int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t 
   f->path = dup;
   f->readable = rd;
   f->writable = wr;
+  f->oflags = oflags;
+  f->cufile_fd = -1;
+  pthread_mutex_init(&f->decide_lock, NULL);
   f->compat = compat == KVIK_COMPAT_DEFAULT ? (int)kvik__cfg_u64(KVIK_CFG_COMPAT_MODE) : (int)compat;
   f->fds.path = f->path;
   f->fds.fd_direct = -1;
@@ -180,6 +289,7 @@ int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t 
 fail_close:
   kvik__sys.close(f->fds.fd);
 fail_free:
+  pthread_mutex_destroy(&f->decide_lock);
   kvik__free(f->path);
   kvik__free(f);
   return rc;
@@ -192,10 +302,15 @@ int kvik_file_close(kvik_file *f) {
   if (rc)
     return rc;
   f->magic = KVIK_MAGIC_DEAD;
+  /* Before the descriptors close: cuFile's handle refers to cufile_fd. */
+  kvik__cufile_handle_deregister(f->cufile);
+  if (f->cufile_fd >= 0)
+    kvik__sys.close(f->cufile_fd);
   if (f->fds.fd_direct >= 0 && kvik__sys.close(f->fds.fd_direct) != 0 && rc == 0)
     rc = kvik__err(-errno, "kvik_file_close %s: %s", f->path, kvik__errno_text(errno));
   if (kvik__sys.close(f->fds.fd) != 0 && rc == 0)
     rc = kvik__err(-errno, "kvik_file_close %s: %s", f->path, kvik__errno_text(errno));
+  pthread_mutex_destroy(&f->decide_lock);
   kvik__free(f->path);
   kvik__free(f);
   return rc;
@@ -229,16 +344,24 @@ int kvik_file_info(kvik_file *f, struct kvik_file_info *info) {
   if (info->sz < sizeof *info)
     return kvik__err(KVIK_EINVAL, "kvik_file_info: info->sz is %zu, expected at least %zu",
                      info->sz, sizeof *info);
+  /* A deferred AUTO decision is made here when the process uses CUDA (never loading it). */
+  const struct kvik__cuda_api *cu;
+  if (!atomic_load_explicit(&f->decided, memory_order_acquire) && kvik__cuda_get_if_used(&cu))
+    ensure_decided(f);
   size_t sz = info->sz;
   memset(info, 0, sz);
   info->sz = sz;
+  pthread_mutex_lock(&f->decide_lock); /* the fields may be written by a decision right now */
   info->path = f->io_path;
   info->compat = f->compat;
   info->direct_read = f->fds.direct_read && f->fds.fd_direct >= 0;
   info->direct_write = f->fds.direct_write && f->fds.fd_direct >= 0;
   info->readable = f->readable;
   info->writable = f->writable;
-  snprintf(info->reason, sizeof info->reason, "%s", f->reason);
+  size_t n = KVIK_MIN(strlen(f->reason), sizeof info->reason - 1);
+  memcpy(info->reason, f->reason, n);
+  info->reason[n] = '\0';
+  pthread_mutex_unlock(&f->decide_lock);
   return 0;
 }
 
@@ -277,18 +400,46 @@ static int target(kvik_file *f, const void *buf, size_t size, struct chunk_ctx *
   if (!kvik__mem_is_device(mi.kind))
     return 0;
   c->device = true;
-  return kvik__mem_ctx(&mi, &c->ctx);
+  if ((rc = kvik__mem_ctx(&mi, &c->ctx)) != 0)
+    return rc;
+  /* cuFile takes plain device memory whose allocation is known, from KVIKIO_GDS_THRESHOLD up;
+   * managed and stream-ordered pool memory, and small transfers, use kvik's device path. */
+  if (mi.kind == KVIK_MEM_DEVICE && !mi.pool && mi.range_known &&
+      size >= kvik__cfg_u64(KVIK_CFG_GDS_THRESHOLD)) {
+    ensure_decided(f);
+    if (f->cufile) {
+      c->cufile = true;
+      c->base = kvik__cufile_base((uintptr_t)buf, size, (uintptr_t)mi.base);
+    }
+  }
+  return 0;
 }
 
 static ssize_t read_chunk(void *ctx, uintptr_t buf, size_t len, int64_t off) {
   struct chunk_ctx *c = ctx;
+  if (c->cufile)
+    return kvik__cufile_read(c->f->cufile, c->f->path, c->ctx, c->base, buf, len, off);
   if (c->device)
     return kvik__dev_read(&c->f->fds, c->ctx, (uint64_t)buf, len, off);
   return kvik__posix_read(&c->f->fds, (void *)buf, len, off);
 }
 
+/* A chunk of a parallel device read on kvik's path: the last copies stay in flight until the
+ * worker's flush (flush_chunks), so consecutive chunks on one worker overlap. */
+static ssize_t read_chunk_pipelined(void *ctx, uintptr_t buf, size_t len, int64_t off) {
+  struct chunk_ctx *c = ctx;
+  return kvik__dev_read_chunk(&c->f->fds, c->ctx, (uint64_t)buf, len, off);
+}
+
+static int flush_chunks(void *ctx) {
+  (void)ctx;
+  return kvik__dev_flush();
+}
+
 static ssize_t write_chunk(void *ctx, uintptr_t buf, size_t len, int64_t off) {
   struct chunk_ctx *c = ctx;
+  if (c->cufile)
+    return kvik__cufile_write(c->f->cufile, c->f->path, c->ctx, c->base, buf, len, off);
   if (c->device)
     return kvik__dev_write(&c->f->fds, c->ctx, (uint64_t)buf, len, off);
   return kvik__posix_write(&c->f->fds, (const void *)buf, len, off);
@@ -352,7 +503,13 @@ static int submit(kvik_file *f, kvik__chunk_fn fn, uintptr_t buf, size_t size, i
     *out = fut;
     return 0;
   }
-  return kvik__pool_submit_range(pool, fn, &c, sizeof c, buf, size, offset, task_size, out);
+  kvik__flush_fn flush = NULL;
+  if (fn == read_chunk && c.device && !c.cufile) {
+    fn = read_chunk_pipelined;
+    flush = flush_chunks;
+  }
+  return kvik__pool_submit_range(pool, fn, flush, &c, sizeof c, buf, size, offset, task_size,
+                                 out);
 }
 
 int kvik_file_pread(kvik_file *f, void *buf, size_t size, int64_t offset,
@@ -390,4 +547,23 @@ int kvik_drop_file_cache(const char *path) {
     rc = kvik__err(-e, "kvik_drop_file_cache %s: posix_fadvise: %s", path, kvik__errno_text(e));
   kvik__sys.close(fd);
   return rc;
+}
+
+/* ---- internal accessors (file.h) ---------------------------------------------------------- */
+
+int kvik__file_check(kvik_file *f, const char *fn) { return file_check(f, fn); }
+
+int kvik__file_check_io(kvik_file *f, const void *buf, size_t size, int64_t offset, bool write,
+                        const char *fn) {
+  return check_io(f, buf, size, offset, write, fn);
+}
+
+CUfileHandle_t kvik__file_gds(kvik_file *f) {
+  ensure_decided(f);
+  return f->io_path == KVIK_PATH_GDS ? f->cufile : NULL;
+}
+
+int kvik__file_pool(kvik_file *f, kvik_pool **out) {
+  *out = f->pool;
+  return f->pool ? 0 : kvik_pool_default(out);
 }

@@ -81,6 +81,7 @@
   X(CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS, 88)                                                \
   X(CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS, 89)                                             \
   X(CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM, 91)                               \
+  X(CU_DEVICE_ATTRIBUTE_CAN_USE_STREAM_MEM_OPS_V1, 92)                                             \
   X(CU_DEVICE_ATTRIBUTE_HOST_REGISTER_SUPPORTED, 99)                                               \
   X(CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS_USES_HOST_PAGE_TABLES, 100)                         \
   X(CU_DEVICE_ATTRIBUTE_READ_ONLY_HOST_REGISTER_SUPPORTED, 113)                                    \
@@ -186,6 +187,8 @@
   X(1, cuMemcpyDtoHAsync_v2,                                                                       \
     (void *dstHost, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream))                    \
   X(0, cuMemsetD8_v2, (CUdeviceptr dstDevice, unsigned char uc, size_t N))                         \
+  X(0, cuMemsetD8Async, (CUdeviceptr dstDevice, unsigned char uc, size_t N, CUstream hStream))     \
+  X(0, cuMemHostGetDevicePointer_v2, (CUdeviceptr * pdptr, void *p, unsigned int Flags))           \
   X(1, cuStreamCreate, (CUstream * phStream, unsigned int Flags))                                  \
   X(1, cuStreamDestroy_v2, (CUstream hStream))                                                     \
   X(1, cuStreamSynchronize, (CUstream hStream))                                                    \

@@ -162,13 +162,18 @@ static int thread_stream(const struct kvik__cuda_api *cu, CUcontext ctx, struct 
 
 /* ---- the pipeline ------------------------------------------------------------------------- */
 
-/* Piece size for a range of `size` bytes with halves of `half` bytes: small enough that a range
- * has several pieces to overlap, large enough that per-copy overhead does not matter. */
+/* Piece size: 1 MiB (or the half, if smaller). Measured on an H200 host (bench/exp_piece.sh,
+ * 8 GiB hot read, 16 threads): 128 KiB pieces gave 14 GB/s, 256 KiB 18, 512 KiB 26, 1 MiB 39
+ * (before reads were pipelined across chunks); a piece that grows with the task (4 MiB pieces
+ * for 16 MiB tasks) waits longer for its last copy. */
 static size_t piece_size(size_t size, size_t half) {
+  (void)size;
+#ifdef KVIK_DEVIO_PIECE /* a fixed piece size, only to measure the choice */
+  size_t p = KVIK_DEVIO_PIECE;
+#else
+  size_t p = (size_t)1 << 20;
+#endif
   size_t page = kvik__page_size();
-  size_t p = size / 4;
-  if (p < ((size_t)1 << 20))
-    p = (size_t)1 << 20;
   p = (p + page - 1) / page * page;
   return KVIK_MIN(p, half);
 }
@@ -264,53 +269,88 @@ static ssize_t read_piece(const struct kvik__fds *f, char *half, size_t at, size
   return (ssize_t)KVIK_MIN(avail, len);
 }
 
-ssize_t kvik__dev_read(const struct kvik__fds *f, CUcontext ctx, uint64_t dst, size_t size,
-                       int64_t off) {
+/* This thread's open read pipeline: kept between the chunks of one parallel read, so the copy
+ * of a chunk's last piece overlaps the reading of the next chunk instead of being waited for.
+ * Opened by the first chunk, closed by kvik__dev_flush (the pool calls it once per run of
+ * chunks). Only this thread touches it. */
+struct rpipe {
+  bool open;
+  CUcontext ctx;
   struct pipe p;
-  int rc = pipe_begin(&p, ctx, size);
-  if (rc)
-    return rc;
-  /* pending[h]: an async copy out of half h may still be running (event ev[h] recorded). */
-  bool pending[2] = {false, false};
+  bool pending[2]; /* an async copy out of half h may still run (event ev[h] recorded) */
+  unsigned next;   /* the half the next piece goes to */
+};
+static _Thread_local struct rpipe my_rpipe;
+
+int kvik__dev_flush(void) {
+  struct rpipe *rp = &my_rpipe;
+  if (!rp->open)
+    return 0;
+  rp->open = false;
+  return (int)pipe_end(&rp->p, 0);
+}
+
+ssize_t kvik__dev_read_chunk(const struct kvik__fds *f, CUcontext ctx, uint64_t dst, size_t size,
+                             int64_t off) {
+  struct rpipe *rp = &my_rpipe;
+  if (rp->open && rp->ctx != ctx) {
+    int rc = kvik__dev_flush();
+    if (rc)
+      return rc;
+  }
+  if (!rp->open) {
+    int rc = pipe_begin(&rp->p, ctx, size);
+    if (rc)
+      return rc;
+    rp->open = true;
+    rp->ctx = ctx;
+    rp->pending[0] = rp->pending[1] = false;
+    rp->next = 0;
+  }
+  struct pipe *p = &rp->p;
+  p->piece = piece_size(size, p->half[1] == p->half[0] ? p->b.size : (size_t)(p->half[1] - p->half[0]));
   /* With a one-page bounce buffer both halves are the same memory: every piece must wait for
    * the previous piece's copy, so all pieces use slot 0 (its event and pending flag). */
-  bool single = p.half[0] == p.half[1];
+  bool single = p->half[0] == p->half[1];
   size_t done = 0;
-  ssize_t result = 0;
   for (size_t i = 0; done < size; i++) {
-    unsigned h = single ? 0 : (unsigned)(i % 2);
+    unsigned h = single ? 0 : rp->next;
+    rp->next ^= 1u;
     size_t pos, len, at = piece_shift(i, off);
-    piece_at(&p, off, size, i, &pos, &len);
-    if (pending[h]) {
-      CUresult r = p.cu->cuEventSynchronize(p.ts->ev[h]);
-      if (r != CUDA_SUCCESS) {
-        result = kvik__cuda_fail(r, "cuEventSynchronize (copy to device at %#llx)",
-                                 (unsigned long long)(dst + done));
-        break;
-      }
+    piece_at(p, off, size, i, &pos, &len);
+    if (rp->pending[h]) {
+      CUresult r = p->cu->cuEventSynchronize(p->ts->ev[h]);
+      if (r != CUDA_SUCCESS)
+        return kvik__cuda_fail(r, "cuEventSynchronize (copy to device at %#llx)",
+                               (unsigned long long)(dst + done));
+      rp->pending[h] = false;
     }
-    ssize_t n = read_piece(f, p.half[h], at, len, off + (int64_t)pos);
-    if (n < 0) {
-      result = n;
-      break;
-    }
+    ssize_t n = read_piece(f, p->half[h], at, len, off + (int64_t)pos);
+    if (n < 0)
+      return n;
     if (n > 0) {
-      CUresult r = p.cu->cuMemcpyHtoDAsync_v2(dst + done, p.half[h] + at, (size_t)n, p.ts->stream);
+      CUresult r =
+          p->cu->cuMemcpyHtoDAsync_v2(dst + done, p->half[h] + at, (size_t)n, p->ts->stream);
       if (r == CUDA_SUCCESS)
-        r = p.cu->cuEventRecord(p.ts->ev[h], p.ts->stream);
-      if (r != CUDA_SUCCESS) {
-        result = kvik__cuda_fail(
+        r = p->cu->cuEventRecord(p->ts->ev[h], p->ts->stream);
+      if (r != CUDA_SUCCESS)
+        return kvik__cuda_fail(
             r, "cuMemcpyHtoDAsync_v2 (%zd bytes of %s at offset %lld to %#llx)", n, f->path,
             (long long)(off + (int64_t)done), (unsigned long long)(dst + done));
-        break;
-      }
-      pending[h] = true;
+      rp->pending[h] = true;
     }
     done += (size_t)n;
     if ((size_t)n < len)
       break; /* end of file */
   }
-  return pipe_end(&p, result < 0 ? result : (ssize_t)done);
+  return (ssize_t)done;
+}
+
+ssize_t kvik__dev_read(const struct kvik__fds *f, CUcontext ctx, uint64_t dst, size_t size,
+                       int64_t off) {
+  ssize_t n = kvik__dev_read_chunk(f, ctx, dst, size, off);
+  int rc = kvik__dev_flush();
+  return n < 0 ? n : rc < 0 ? rc : n;
 }
 
 ssize_t kvik__dev_write(const struct kvik__fds *f, CUcontext ctx, uint64_t src, size_t size,

@@ -82,6 +82,8 @@ static void fs_type_of(dev_t dev, char *out, size_t len) {
   fclose(fp);
 }
 
+void kvik__fs_type(unsigned long dev, char *out, size_t len) { fs_type_of((dev_t)dev, out, len); }
+
 /* 1 if an O_DIRECT read works on fd's file (a 4 KiB aligned read at offset 0). */
 static int direct_read_works(int fd) {
   size_t page = kvik__page_size();

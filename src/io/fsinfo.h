@@ -10,4 +10,8 @@
 int kvik__blockdev(unsigned major, unsigned minor, char *name, size_t len, unsigned *disk_major,
                    unsigned *disk_minor);
 
+/* The filesystem type ("ext4", "tmpfs", ...) of the mount with device number dev, from
+ * /proc/self/mountinfo; "unknown" if not found. out is always NUL-terminated. */
+void kvik__fs_type(unsigned long dev, char *out, size_t len);
+
 #endif

@@ -51,6 +51,7 @@ struct kvik_future {
   _Atomic int refs;
   /* The range: immutable after submission. */
   kvik__chunk_fn fn;
+  kvik__flush_fn flush; /* may be NULL */
   _Alignas(max_align_t) unsigned char ctx[KVIK_FUTURE_CTX_MAX];
   uintptr_t buf;
   int64_t off;
@@ -456,46 +457,81 @@ static void record_error(kvik_future *f, int code, int64_t off) {
   pthread_mutex_unlock(&f->lock);
 }
 
+/* Counts `count` finished chunks (and their bytes); the last one marks the future done.
+ * Returns true if that was the last. */
+static bool count_chunks(kvik_future *f, size_t count, int64_t bytes) {
+  if (count == 0)
+    return false;
+  atomic_fetch_add_explicit(&f->bytes, bytes, memory_order_relaxed);
+  if (atomic_fetch_add_explicit(&f->chunks_done, count, memory_order_acq_rel) + count ==
+      f->nchunks) {
+    future_mark_done(f);
+    return true;
+  }
+  return false;
+}
+
+/* Claims and runs chunks until none is left, or until other queued work is waiting (then the
+ * item goes to the back of the queue). Chunks may leave work in flight (device copies): the
+ * operation's flush runs before this worker's chunks are counted as done, so consecutive
+ * chunks on one worker overlap and only the worker's last one is waited for. */
 static void range_worker(void *arg) {
   kvik_future *f = arg;
   for (;;) {
-    size_t i = atomic_fetch_add_explicit(&f->next_chunk, 1, memory_order_relaxed);
-    if (i >= f->nchunks)
-      break;
-    size_t start = i * f->task_size;
-    size_t len = KVIK_MIN(f->task_size, f->size - start);
-    int64_t off = f->off + (int64_t)start;
-    ssize_t n = f->fn(f->ctx, f->buf + start, len, off);
-    if (n < 0)
-      record_error(f, (int)n, off);
-    else
-      atomic_fetch_add_explicit(&f->bytes, (int64_t)n, memory_order_relaxed);
-    if (atomic_fetch_add_explicit(&f->chunks_done, 1, memory_order_acq_rel) + 1 == f->nchunks) {
-      future_mark_done(f);
-      break;
-    }
-    /* Let other queued work have this worker: move to the back of the queue if anything waits. */
-    if (atomic_load_explicit(&f->next_chunk, memory_order_relaxed) < f->nchunks) {
+    size_t ran = 0;
+    int64_t bytes = 0, first_off = INT64_MAX;
+    bool more = false;
+    for (;;) {
+      size_t i = atomic_fetch_add_explicit(&f->next_chunk, 1, memory_order_relaxed);
+      if (i >= f->nchunks)
+        break;
+      size_t start = i * f->task_size;
+      size_t len = KVIK_MIN(f->task_size, f->size - start);
+      int64_t off = f->off + (int64_t)start;
+      ssize_t n = f->fn(f->ctx, f->buf + start, len, off);
+      if (n < 0)
+        record_error(f, (int)n, off);
+      else
+        bytes += n;
+      ran++;
+      first_off = KVIK_MIN(first_off, off);
+      if (atomic_load_explicit(&f->next_chunk, memory_order_relaxed) >= f->nchunks)
+        break;
+      /* Let other queued work have this worker if anything waits. */
       kvik_pool *p = f->pool;
       pthread_mutex_lock(&p->lock);
-      bool requeued = p->qlen > 0 && push_locked(p, range_worker, f) == 0;
+      more = p->qlen > 0;
       pthread_mutex_unlock(&p->lock);
-      if (requeued)
-        return; /* the queued item keeps our reference */
+      if (more)
+        break;
     }
+    if (ran && f->flush) {
+      int rc = f->flush(f->ctx);
+      if (rc < 0)
+        record_error(f, rc, first_off);
+    }
+    if (count_chunks(f, ran, bytes) || !more)
+      break;
+    kvik_pool *p = f->pool;
+    pthread_mutex_lock(&p->lock);
+    bool requeued = push_locked(p, range_worker, f) == 0;
+    pthread_mutex_unlock(&p->lock);
+    if (requeued)
+      return; /* the queued item keeps our reference */
   }
   future_unref(f);
 }
 
-int kvik__pool_submit_range(kvik_pool *pool, kvik__chunk_fn fn, const void *ctx, size_t ctx_size,
-                            uintptr_t buf, size_t size, int64_t off, size_t task_size,
-                            kvik_future **out) {
+int kvik__pool_submit_range(kvik_pool *pool, kvik__chunk_fn fn, kvik__flush_fn flush,
+                            const void *ctx, size_t ctx_size, uintptr_t buf, size_t size,
+                            int64_t off, size_t task_size, kvik_future **out) {
   if (ctx_size > sizeof ((kvik_future *)0)->ctx)
     return kvik__err(KVIK_EINTERNAL, "parallel I/O: context of %zu bytes too large", ctx_size);
   kvik_future *f = future_alloc();
   if (!f)
     return kvik__err(-ENOMEM, "parallel I/O: out of memory allocating a future");
   f->fn = fn;
+  f->flush = flush;
   memcpy(f->ctx, ctx, ctx_size);
   f->buf = buf;
   f->off = off;

@@ -17,9 +17,13 @@ typedef ssize_t (*kvik__chunk_fn)(void *ctx, uintptr_t buf, size_t len, int64_t 
  * ctx_size bytes at ctx (at most KVIK_FUTURE_CTX_MAX) are copied into the future, and fn gets
  * a pointer to that copy. size 0 gives a future that is already done with result 0. */
 #define KVIK_FUTURE_CTX_MAX 256
-int kvik__pool_submit_range(kvik_pool *pool, kvik__chunk_fn fn, const void *ctx, size_t ctx_size,
-                            uintptr_t buf, size_t size, int64_t off, size_t task_size,
-                            kvik_future **out);
+/* Finishes the work a worker's chunks left in flight (device copies); called by each worker
+ * once after its run of consecutive chunks, before they count as done. 0 or a negative code
+ * with the detail set (the error is given to the first chunk of the run). */
+typedef int (*kvik__flush_fn)(void *ctx);
+int kvik__pool_submit_range(kvik_pool *pool, kvik__chunk_fn fn, kvik__flush_fn flush,
+                            const void *ctx, size_t ctx_size, uintptr_t buf, size_t size,
+                            int64_t off, size_t task_size, kvik_future **out);
 
 /* A future completed by hand (batch, stream-ordered work): created pending; complete it once
  * with kvik__future_complete. The creator holds one reference for the completer and the

@@ -36,6 +36,7 @@ EXPORT void fake_cuda_fail_clear(void);
 EXPORT long fake_cuda_calls(const char *fn);
 EXPORT long fake_cuda_live(const char *what);
 EXPORT int fake_cuda_set(const char *option, long value);
+EXPORT int fake_cuda_backing(uintptr_t addr, size_t n, void **out);
 
 #define MAX_DEVICES 8
 #define CTX_MAGIC 0x63747866u    /* "fxtc" */
@@ -54,6 +55,7 @@ static atomic_bool initialized;
 static _Atomic long opt_delay_us;
 static long opt_range_attrs = 1, opt_mempool_attr = 1, opt_pool_address_range = 0;
 static long opt_pinned_limit = 0;
+static long opt_stream_mem_ops = 1;
 
 /* ---- call counting and failure injection ------------------------------------------------- */
 
@@ -618,8 +620,22 @@ int fake_cuda_set(const char *option, long value) {
     opt_pool_address_range = value;
   else if (strcmp(option, "pinned_limit") == 0)
     opt_pinned_limit = value;
+  else if (strcmp(option, "stream_mem_ops") == 0)
+    opt_stream_mem_ops = value;
   else
     rc = -1;
+  pthread_mutex_unlock(&g_lock);
+  return rc;
+}
+
+int fake_cuda_backing(uintptr_t addr, size_t n, void **out) {
+  pthread_mutex_lock(&g_lock);
+  const struct alloc *a = find_locked(addr, false);
+  int rc = -1;
+  if (a && (a->kind == K_DEVICE || a->kind == K_POOL) && n <= a->size - (addr - a->base)) {
+    *out = a->backing + (addr - a->base);
+    rc = 0;
+  }
   pthread_mutex_unlock(&g_lock);
   return rc;
 }
@@ -753,6 +769,7 @@ CUresult cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevice dev) 
   case CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS: *pi = 0; break;
   case CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS: *pi = 1; break;
   case CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM: *pi = 1; break;
+  case CU_DEVICE_ATTRIBUTE_CAN_USE_STREAM_MEM_OPS_V1: *pi = (int)opt_stream_mem_ops; break;
   case CU_DEVICE_ATTRIBUTE_HOST_REGISTER_SUPPORTED: *pi = 1; break;
   case CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS_USES_HOST_PAGE_TABLES: *pi = 0; break;
   case CU_DEVICE_ATTRIBUTE_READ_ONLY_HOST_REGISTER_SUPPORTED: *pi = 1; break;
@@ -1338,6 +1355,38 @@ CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice, size_t ByteC
                                       .dst = (uintptr_t)dstHost,
                                       .src = (uintptr_t)srcDevice,
                                       .n = ByteCount});
+}
+
+CUresult cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t N, CUstream hStream) {
+  CUresult e = enter(FN_cuMemsetD8Async, true);
+  if (e != CUDA_SUCCESS)
+    return e;
+  CUcontext c = current();
+  if (!c)
+    return CUDA_ERROR_INVALID_CONTEXT;
+  (void)c;
+  char *d;
+  CUresult r = translate((uintptr_t)dstDevice, N, true, &d);
+  if (r != CUDA_SUCCESS)
+    return r;
+  return enqueue(hStream, (struct op){.kind = OP_SET, .dst = (uintptr_t)dstDevice, .n = N,
+                                      .byte = uc});
+}
+
+CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr *pdptr, void *p, unsigned int Flags) {
+  CUresult e = enter(FN_cuMemHostGetDevicePointer_v2, true);
+  if (e != CUDA_SUCCESS)
+    return e;
+  if (!pdptr || Flags != 0)
+    return CUDA_ERROR_INVALID_VALUE;
+  pthread_mutex_lock(&g_lock);
+  const struct alloc *a = find_locked((uintptr_t)p, false);
+  bool ok = a && (a->kind == K_PINNED || a->kind == K_REGISTERED);
+  pthread_mutex_unlock(&g_lock);
+  if (!ok)
+    return CUDA_ERROR_INVALID_VALUE;
+  *pdptr = (CUdeviceptr)(uintptr_t)p; /* unified addressing: the same address */
+  return CUDA_SUCCESS;
 }
 
 CUresult cuMemsetD8_v2(CUdeviceptr dstDevice, unsigned char uc, size_t N) {

@@ -25,6 +25,8 @@
 #define KVIK_FAKE_CUDA_H
 
 #include <dlfcn.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* Makes the `times` calls of fn (a driver symbol such as "cuMemcpyHtoDAsync_v2") that follow
  * the next `after` successful ones return err (times < 0: every later call). fn "exec:copy"
@@ -46,8 +48,15 @@ typedef long (*fake_cuda_live_fn)(const char *what);
  * RANGE_SIZE pointer attributes are unsupported, CUDA_ERROR_INVALID_VALUE), "mempool_attr"
  * (0: MEMPOOL_HANDLE unsupported), "pool_address_range" (1: cuMemGetAddressRange works for
  * pool memory; default 0, it fails), "pinned_limit" (bytes of cuMemHostAlloc memory allowed,
- * 0: no limit; over it CUDA_ERROR_OUT_OF_MEMORY). Returns 0, or -1 for an unknown option. */
+ * 0: no limit; over it CUDA_ERROR_OUT_OF_MEMORY), "stream_mem_ops" (the value of
+ * CU_DEVICE_ATTRIBUTE_CAN_USE_STREAM_MEM_OPS_V1, default 1). Returns 0, or -1 for an unknown
+ * option. */
 typedef int (*fake_cuda_set_fn)(const char *option, long value);
+
+/* For the fake libcufile.so.0 (and tests): where the bytes of [addr, addr + n) of device or pool
+ * memory are. Returns 0 and *out, or -1 if the range is not inside one live device allocation
+ * (host memory, freed memory, a range past the end). */
+typedef int (*fake_cuda_backing_fn)(uintptr_t addr, size_t n, void **out);
 
 struct fake_cuda {
   void *handle; /* dlopen handle of libcuda.so.1 (the fake), never closed */
