@@ -141,6 +141,13 @@ elif step build 240 configure_build; then
     bash -c 'bench --mem device --cache hot --no-write'
   TAIL_LINES=10 step x_directread_cold 100 env JSONL=experiments.jsonl \
     KVIKIO_AUTO_DIRECT_IO_READ=1 bash -c 'bench --mem device --cache cold --no-write'
+  # The host buffer backed by transparent huge pages (as numpy backs large arrays).
+  TAIL_LINES=8 step x_hugepages_host_hot 100 env JSONL=experiments.jsonl \
+    bash -c 'bench --mem host --cache hot --no-write --hugepages'
+  # cuFile's own path (tests/gpu/cufile.sh: OFF vs AUTO, batch, async), when present.
+  if [[ -x tests/gpu/cufile.sh ]]; then
+    TAIL_LINES=40 step cufile 240 tests/gpu/cufile.sh "$build" "$data" "$logs"
+  fi
 fi
 rm -f "$data/bench.dat"
 rm -rf "$data"/kvik-test-*

@@ -443,6 +443,8 @@ static void bench_usage(FILE *out) {
         "  --cache hot|cold|both  page-cache states to measure (default: both)\n"
         "  --repeat N           runs per measurement (default 3)\n"
         "  --best               report the fastest run instead of the median\n"
+        "  --hugepages          back the host buffer with transparent huge pages\n"
+        "                       (madvise MADV_HUGEPAGE, as numpy does for large arrays)\n"
         "  --no-write           only read an existing --file\n"
         "  --sync               count the fdatasync after each write in its time\n"
         "  --verify             check the bytes of every read (untimed)\n"
@@ -468,6 +470,7 @@ enum {
   OPT_CACHE,
   OPT_REPEAT,
   OPT_BEST,
+  OPT_HUGEPAGES,
   OPT_NO_WRITE,
   OPT_SYNC,
   OPT_VERIFY,
@@ -494,6 +497,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o) {
       {"cache", required_argument, NULL, OPT_CACHE},
       {"repeat", required_argument, NULL, OPT_REPEAT},
       {"best", no_argument, NULL, OPT_BEST},
+      {"hugepages", no_argument, NULL, OPT_HUGEPAGES},
       {"no-write", no_argument, NULL, OPT_NO_WRITE},
       {"sync", no_argument, NULL, OPT_SYNC},
       {"verify", no_argument, NULL, OPT_VERIFY},
@@ -561,6 +565,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o) {
       o->repeat = (unsigned)v;
       break;
     case OPT_BEST: o->stat = STAT_BEST; break;
+    case OPT_HUGEPAGES: cli_hugepages = true; break;
     case OPT_NO_WRITE: o->no_write = true; break;
     case OPT_SYNC: o->sync = true; break;
     case OPT_VERIFY: o->verify = true; break;

@@ -47,6 +47,8 @@ const char *cli_fmt_size(uint64_t bytes, char *buf, size_t len);
 double cli_now(void);
 /* Page-aligned host allocation of size bytes (at least one page), every page touched so no
  * fault is left for a timed region. NULL on failure. Free with cli_free_host(). */
+/* Back host buffers with transparent huge pages (bench --hugepages). */
+extern bool cli_hugepages;
 void *cli_alloc_host(size_t size);
 void cli_free_host(void *p);
 

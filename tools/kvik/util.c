@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
@@ -149,6 +150,8 @@ double cli_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+bool cli_hugepages;
+
 void *cli_alloc_host(size_t size) {
   long page = sysconf(_SC_PAGESIZE);
   void *p = NULL;
@@ -157,8 +160,11 @@ void *cli_alloc_host(size_t size) {
     page = 4096;
   if (size == 0)
     size = (size_t)page;
-  if (posix_memalign(&p, (size_t)page, size) != 0)
+  size_t align = cli_hugepages ? (size_t)2 << 20 : (size_t)page;
+  if (posix_memalign(&p, align, size) != 0)
     return NULL;
+  if (cli_hugepages)
+    madvise(p, size, MADV_HUGEPAGE); /* advice only: ignored where THP is off */
   /* Touch every byte now, so page faults never land inside a timed region. */
   memset(p, 0, size);
   return p;
