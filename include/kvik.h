@@ -621,19 +621,27 @@ KVIK_API int kvik_batch_destroy(kvik_batch *batch);
  * synchronized by kvik. stream is a CUstream (struct CUstream_st *, as cuda.h declares it);
  * NULL is the default stream.
  *
- * On GDS files with device memory: cuFileReadAsync / cuFileWriteAsync. Otherwise kvik enqueues a
- * host function that only hands the operation to a pool worker, and makes the stream wait
- * (cuStreamWaitValue32) on a flag in pinned memory that the worker sets after doing the I/O on
- * its own stream; where the GPU cannot wait on memory, the host function waits for the worker
- * instead (still without blocking the caller). docs/cufile.md has the details.
+ * On GDS files with device memory: cuFileReadAsync / cuFileWriteAsync. Otherwise (cuFile's
+ * compatibility mode included: its stream API synchronizes the caller's stream there) kvik
+ * enqueues a host function that only hands the operation to a pool worker, and makes the stream
+ * wait (cuStreamWaitValue32) on a flag in pinned memory that the worker sets after doing the I/O
+ * (buffered, through a staging buffer and a non-blocking stream of the greatest priority that
+ * were made when the operation was enqueued, so the worker allocates nothing while the stream
+ * waits). That needs a GPU that can wait on memory from a stream (every driver from CUDA 12 on);
+ * without it these calls return KVIK_EUNSUPPORTED saying why. Do not make device-wide
+ * synchronizing calls from inside a host function or callback of your own on that stream.
+ * docs/cufile.md has the details.
  * ------------------------------------------------------------------------------------------ */
 
 /** Reads *size bytes of the file at *file_offset into buf_base + *buf_offset, when the stream
  *  reaches the operation. size, file_offset and buf_offset are read then, not now, and
- *  *bytes_read is set then: the byte count (short only at end of file) or a negative code. All
- *  four pointers must stay valid until the stream has passed the operation. Returns 0 once
+ *  *bytes_read is set then: the byte count (short only at end of file) or a negative code. As
+ *  with cuFile, *size must hold the largest size the operation may have when this is called.
+ *  All four pointers must stay valid until the stream has passed the operation. Returns 0 once
  *  enqueued, or a negative code (bad arguments, a file not open for reading: KVIK_EBADMODE,
- *  CUDA errors) with nothing enqueued. */
+ *  KVIK_EUNSUPPORTED, CUDA errors) with nothing enqueued; in the one case where the stream wait
+ *  cannot be enqueued after the host function was, an operation that had already started still
+ *  completes and sets *bytes_read. */
 KVIK_API int kvik_file_read_async(kvik_file *f, void *buf_base, size_t *size,
                                   int64_t *file_offset, int64_t *buf_offset, ssize_t *bytes_read,
                                   struct CUstream_st *stream);

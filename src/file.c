@@ -563,6 +563,8 @@ CUfileHandle_t kvik__file_gds(kvik_file *f) {
   return f->io_path == KVIK_PATH_GDS ? f->cufile : NULL;
 }
 
+const struct kvik__fds *kvik__file_fds(kvik_file *f) { return &f->fds; }
+
 int kvik__file_pool(kvik_file *f, kvik_pool **out) {
   *out = f->pool;
   return f->pool ? 0 : kvik_pool_default(out);

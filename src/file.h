@@ -4,6 +4,7 @@
 
 #include "core/core.h"
 #include "gpu/cufile.h"
+#include "io/io.h"
 
 #include <stdbool.h>
 
@@ -16,6 +17,8 @@ int kvik__file_check_io(kvik_file *f, const void *buf, size_t size, int64_t offs
 /* cuFile's handle when GDS (real DMA) serves the file, else NULL. Makes a deferred AUTO
  * decision first; call only where device memory is involved (it may load CUDA and cuFile). */
 CUfileHandle_t kvik__file_gds(kvik_file *f);
+/* The descriptors kvik's POSIX path uses (owned by the file). */
+const struct kvik__fds *kvik__file_fds(kvik_file *f);
 /* The pool the file's parallel I/O runs on (its disk's, or the default pool). */
 int kvik__file_pool(kvik_file *f, kvik_pool **out);
 

@@ -190,6 +190,8 @@
   X(0, cuMemsetD8Async, (CUdeviceptr dstDevice, unsigned char uc, size_t N, CUstream hStream))     \
   X(0, cuMemHostGetDevicePointer_v2, (CUdeviceptr * pdptr, void *p, unsigned int Flags))           \
   X(1, cuStreamCreate, (CUstream * phStream, unsigned int Flags))                                  \
+  X(0, cuStreamCreateWithPriority, (CUstream * phStream, unsigned int flags, int priority))        \
+  X(0, cuCtxGetStreamPriorityRange, (int *leastPriority, int *greatestPriority))                   \
   X(1, cuStreamDestroy_v2, (CUstream hStream))                                                     \
   X(1, cuStreamSynchronize, (CUstream hStream))                                                    \
   X(1, cuStreamQuery, (CUstream hStream))                                                          \

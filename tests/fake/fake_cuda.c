@@ -56,6 +56,7 @@ static _Atomic long opt_delay_us;
 static long opt_range_attrs = 1, opt_mempool_attr = 1, opt_pool_address_range = 0;
 static long opt_pinned_limit = 0;
 static long opt_stream_mem_ops = 1;
+static atomic_long opt_alloc_syncs;
 
 /* ---- call counting and failure injection ------------------------------------------------- */
 
@@ -497,6 +498,29 @@ static CUresult stream_sync(struct CUstream_st *s) {
   return r;
 }
 
+/* Waits until every stream has run everything enqueued so far (errors stay for the stream's
+ * own synchronizing calls). The implicit synchronization CUDA documents for page-locked and
+ * device memory allocations; on with the option "alloc_syncs". */
+static void all_streams_idle(void) {
+  struct CUstream_st *list[256];
+  int n = 0;
+  pthread_mutex_lock(&g_lock);
+  for (struct CUstream_st *x = streams; x && n < 255; x = x->next)
+    list[n++] = x;
+  pthread_mutex_unlock(&g_lock);
+  struct CUstream_st *ns = stream_of(NULL);
+  if (ns)
+    list[n++] = ns;
+  for (int i = 0; i < n; i++) {
+    struct CUstream_st *x = list[i];
+    pthread_mutex_lock(&x->mu);
+    unsigned long long target = x->enq;
+    while (x->done < target)
+      pthread_cond_wait(&x->cv, &x->mu);
+    pthread_mutex_unlock(&x->mu);
+  }
+}
+
 /* ---- library load: environment ----------------------------------------------------------- */
 
 static int parse_result(const char *s) {
@@ -622,6 +646,8 @@ int fake_cuda_set(const char *option, long value) {
     opt_pinned_limit = value;
   else if (strcmp(option, "stream_mem_ops") == 0)
     opt_stream_mem_ops = value;
+  else if (strcmp(option, "alloc_syncs") == 0)
+    atomic_store(&opt_alloc_syncs, value);
   else
     rc = -1;
   pthread_mutex_unlock(&g_lock);
@@ -1099,6 +1125,8 @@ CUresult cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags) {
   CUresult e = enter(FN_cuMemHostAlloc, true);
   if (e != CUDA_SUCCESS)
     return e;
+  if (atomic_load(&opt_alloc_syncs))
+    all_streams_idle();
   CUcontext c = current();
   if (!c)
     return CUDA_ERROR_INVALID_CONTEXT;
@@ -1202,6 +1230,8 @@ CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize) {
   CUresult e = enter(FN_cuMemAlloc_v2, true);
   if (e != CUDA_SUCCESS)
     return e;
+  if (atomic_load(&opt_alloc_syncs))
+    all_streams_idle();
   CUcontext c = current();
   if (!c)
     return CUDA_ERROR_INVALID_CONTEXT;
@@ -1369,8 +1399,8 @@ CUresult cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t N, CUst
   CUresult r = translate((uintptr_t)dstDevice, N, true, &d);
   if (r != CUDA_SUCCESS)
     return r;
-  return enqueue(hStream, (struct op){.kind = OP_SET, .dst = (uintptr_t)dstDevice, .n = N,
-                                      .byte = uc});
+  return enqueue(hStream,
+                 (struct op){.kind = OP_SET, .dst = (uintptr_t)dstDevice, .n = N, .byte = uc});
 }
 
 CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr *pdptr, void *p, unsigned int Flags) {
@@ -1428,6 +1458,27 @@ CUresult cuStreamCreate(CUstream *phStream, unsigned int Flags) {
   live_streams++;
   pthread_mutex_unlock(&g_lock);
   *phStream = s;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuStreamCreateWithPriority(CUstream *phStream, unsigned int flags, int priority) {
+  CUresult e = enter(FN_cuStreamCreateWithPriority, true);
+  if (e != CUDA_SUCCESS)
+    return e;
+  if (priority < -5 || priority > 0)
+    return CUDA_ERROR_INVALID_VALUE;
+  atomic_fetch_sub(&fn_calls[FN_cuStreamCreate], 1); /* counted here, not as cuStreamCreate */
+  return cuStreamCreate(phStream, flags);
+}
+
+CUresult cuCtxGetStreamPriorityRange(int *leastPriority, int *greatestPriority) {
+  CUresult e = enter(FN_cuCtxGetStreamPriorityRange, true);
+  if (e != CUDA_SUCCESS)
+    return e;
+  if (leastPriority)
+    *leastPriority = 0;
+  if (greatestPriority)
+    *greatestPriority = -5;
   return CUDA_SUCCESS;
 }
 

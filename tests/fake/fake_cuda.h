@@ -49,7 +49,9 @@ typedef long (*fake_cuda_live_fn)(const char *what);
  * (0: MEMPOOL_HANDLE unsupported), "pool_address_range" (1: cuMemGetAddressRange works for
  * pool memory; default 0, it fails), "pinned_limit" (bytes of cuMemHostAlloc memory allowed,
  * 0: no limit; over it CUDA_ERROR_OUT_OF_MEMORY), "stream_mem_ops" (the value of
- * CU_DEVICE_ATTRIBUTE_CAN_USE_STREAM_MEM_OPS_V1, default 1). Returns 0, or -1 for an unknown
+ * CU_DEVICE_ATTRIBUTE_CAN_USE_STREAM_MEM_OPS_V1, default 1), "alloc_syncs" (1: cuMemHostAlloc and
+ * cuMemAlloc first wait until every stream is idle, the implicit synchronization CUDA documents
+ * for allocations; default 0). Returns 0, or -1 for an unknown
  * option. */
 typedef int (*fake_cuda_set_fn)(const char *option, long value);
 

@@ -3,13 +3,18 @@
 # against the machine's libcufile.so.0 and libcuda.so.1, then compat OFF against AUTO with
 # `kvik bench --mem device`, page cache hot.
 #
-# usage: tests/gpu/cufile.sh [BUILD_DIR]
+# usage: tests/gpu/cufile.sh [BUILD_DIR [DATA_DIR [LOG_DIR]]]
 #   BUILD_DIR   a kvik build tree configured with tests (tests/gpu/run.sh's .gpu/build will do);
-#               configured and built here when it has no build.ninja (default .gpu/build-cufile)
+#               configured and built here when it has no build.ninja (default .gpu/build-cufile);
+#               the targets kvik, test_cufile, test_cufile_mirror and kvik-tool are built
+#   DATA_DIR    test files (default $KVIK_GPU_WORK/data); enable-cufile.sh is run on it
+#   LOG_DIR     logs and JSON lines (default $OUT, else $KVIK_GPU_WORK/logs)
+# Takes about 2 to 4 minutes on an H200 (most of it the OFF benchmark: cuFile's compatibility
+# mode reads at 1.7 GB/s there); every step has its own time limit.
 # Environment:
 #   KVIK_GPU_WORK   work directory (default .gpu in the repository); data goes to $KVIK_GPU_WORK/data
 #   KVIK_GPU_SIZE   bytes for the OFF-vs-AUTO benchmark (default 8G)
-#   KVIK_GPU_REPEAT runs per benchmark measurement (default 2)
+#   KVIK_GPU_REPEAT runs per benchmark measurement (default 3)
 #   OUT             where logs go (default $KVIK_GPU_WORK/logs); JSON lines in cufile-bench-*.jsonl
 #   KVIK_CMAKE_ARGS extra cmake arguments when configuring (run.sh passes its cmocka location)
 # Steps (each prints its output; the last lines are a summary):
@@ -28,10 +33,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 work=${KVIK_GPU_WORK:-$root/.gpu}
 build=${1:-$work/build-cufile}
-data=$work/data
-logs=${OUT:-$work/logs}
+data=${2:-$work/data}
+logs=${3:-${OUT:-$work/logs}}
 size=${KVIK_GPU_SIZE:-8G}
-repeat=${KVIK_GPU_REPEAT:-2}
+repeat=${KVIK_GPU_REPEAT:-3}
 mkdir -p "$data" "$logs"
 fails=()
 summary=()
@@ -90,12 +95,22 @@ if (cd "$build" && ctest -R cufile_mirror >/dev/null 2>&1); then note "cufile_mi
   note "cufile_mirror: FAILED (or skipped)"; fails+=(mirror); fi
 
 echo "=== cufile: test_cufile against the real libraries"
-t0=$SECONDS
-TMPDIR=$data KVIK_TEST_REAL_CUDA=1 timeout 300 "$build/tests/cufile/test_cufile" 2>&1 |
-  tee "$logs/cufile-tests.log" | grep -vE '^\[ +(RUN|OK) +\]' | tail -60
-rc=${PIPESTATUS[0]}
-note "test_cufile (real): exit $rc in $((SECONDS - t0)) s: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$logs/cufile-tests.log" | tr '\n' ' ')"
-((rc == 0)) || fails+=(test_cufile)
+# In parts, each under its own time limit, so a hang in one does not hide the others.
+rm -f "$logs/cufile-tests.log"
+for part in misc path grid batch async; do
+  t0=$SECONDS
+  TMPDIR=$data KVIK_TEST_REAL_CUDA=1 timeout 60 stdbuf -oL "$build/tests/cufile/test_cufile" "${part}_*" \
+    >"$logs/cufile-tests-$part.log" 2>&1
+  rc=$?
+  cat "$logs/cufile-tests-$part.log" >>"$logs/cufile-tests.log"
+  grep -vE '^\[ +(RUN|OK) +\]|^\[=+\]|^ *$|SKIPPED TEST|FAILED TEST|^\[  (PASSED|SKIPPED|FAILED)  \] [a-z]' \
+    "$logs/cufile-tests-$part.log" | tail -25
+  res=$(grep -E '^\[  (PASSED|FAILED|SKIPPED)  \] [0-9]' "$logs/cufile-tests-$part.log" | tr '\n' ' ')
+  ((rc == 124)) && res="TIMED OUT (last: $(grep -E '^\[ RUN' "$logs/cufile-tests-$part.log" | tail -1))"
+  echo "--- ${part}_*: exit $rc in $((SECONDS - t0)) s: $res"
+  note "test_cufile ${part}_* (real): exit $rc: $res"
+  ((rc == 0)) || fails+=("test_cufile:$part")
+done
 
 echo "=== cufile: kernels around stream-ordered I/O (nvcc)"
 nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
@@ -103,7 +118,7 @@ if [[ -x $nvcc ]] && { "$nvcc" -O2 -arch=sm_90 -o "$build/cufile_kernel" "$root/
   -I"$root/include" -L"$build" -lkvik -Xlinker -rpath="$build" >"$logs/cufile-nvcc.log" 2>&1 ||
   "$nvcc" -O2 -o "$build/cufile_kernel" "$root/tests/gpu/cufile_kernel.cu" -I"$root/include" \
     -L"$build" -lkvik -Xlinker -rpath="$build" >>"$logs/cufile-nvcc.log" 2>&1; }; then
-  timeout 120 "$build/cufile_kernel" "$data" 256 2>&1 | tee "$logs/cufile-kernel.log"
+  timeout 60 "$build/cufile_kernel" "$data" 256 2>&1 | tee "$logs/cufile-kernel.log"
   rc=${PIPESTATUS[0]}
   note "cufile_kernel: exit $rc: $(tail -1 "$logs/cufile-kernel.log")"
   ((rc == 0)) || fails+=(kernel)
@@ -124,7 +139,7 @@ if [[ -x $kvik ]]; then
   bytes=$(numfmt --from=iec "$size" 2>/dev/null || echo $((8 << 30)))
   dd if=/dev/zero of="$f" bs=16M count=$((bytes >> 24)) status=none
   for c in auto off; do
-    TMPDIR=$data timeout 200 "$kvik" bench --mem device --cache hot --compat $c --no-write \
+    TMPDIR=$data timeout 100 "$kvik" bench --mem device --cache hot --compat $c --no-write \
       --repeat "$repeat" --file "$f" --json-out "$logs/cufile-bench-$c.jsonl" 2>&1 | tail -9
   done
   rm -f "$f"

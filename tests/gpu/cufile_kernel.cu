@@ -156,6 +156,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s DIR [SIZE_MIB]\n", argv[0]);
     return 2;
   }
+  setvbuf(stdout, NULL, _IOLBF, 0); // a hang still shows how far it got
   size_t n = (size_t)(argc > 2 ? atol(argv[2]) : 256) << 20;
   n += 12345; // not a multiple of anything
   CK(cudaSetDevice(0));
