@@ -89,15 +89,22 @@ static uint64_t default_nthreads(void) {
 
 static int valid_key(int key) { return key >= 0 && key < KVIK_CFG_COUNT; }
 
-int kvik__parse_size(const char *s, uint64_t *out) {
+/* Reads the decimal number that starts s (after spaces; no sign). 0 and *end just past it, or
+ * -1 when there is no number or it overflows. */
+static int leading_number(const char *s, unsigned long long *v, char **end) {
   while (isspace((unsigned char)*s))
     s++;
   if (!isdigit((unsigned char)*s))
     return -1;
   errno = 0;
+  *v = strtoull(s, end, 10);
+  return errno == ERANGE ? -1 : 0;
+}
+
+int kvik__parse_size(const char *s, uint64_t *out) {
+  unsigned long long v;
   char *end;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno == ERANGE)
+  if (leading_number(s, &v, &end) != 0)
     return -1;
   uint64_t mult = 1;
   switch (toupper((unsigned char)*end)) {
@@ -122,16 +129,13 @@ int kvik__parse_size(const char *s, uint64_t *out) {
 }
 
 static int parse_u64(const char *s, uint64_t *out) {
-  while (isspace((unsigned char)*s))
-    s++;
-  if (!isdigit((unsigned char)*s))
-    return -1;
-  errno = 0;
+  unsigned long long v;
   char *end;
-  unsigned long long v = strtoull(s, &end, 10);
+  if (leading_number(s, &v, &end) != 0)
+    return -1;
   while (isspace((unsigned char)*end))
     end++;
-  if (errno == ERANGE || *end != '\0')
+  if (*end != '\0')
     return -1;
   *out = v;
   return 0;
