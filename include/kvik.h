@@ -118,6 +118,10 @@ enum kvik_cfg {
   KVIK_CFG_PREFER_CUFILE_COMPAT,     /* KVIK_PREFER_CUFILE_COMPAT, 0/1: compat mode AUTO uses
                                         cuFile even where cuFile would only run its own
                                         compatibility mode (default 0: kvik's faster path)  */
+  KVIK_CFG_STREAM_FALLBACK,          /* KVIK_STREAM_FALLBACK, 0/1: kvik's own stream ordering for
+                                        kvik_file_read_async/write_async where GDS does not
+                                        serve (default 0: KVIK_EUNSUPPORTED; it hung on a real
+                                        H200 in testing, see docs/cufile.md)               */
   KVIK_CFG_COUNT
 };
 enum kvik_cfg_type { KVIK_CFG_TYPE_BOOL, KVIK_CFG_TYPE_U64, KVIK_CFG_TYPE_SIZE,

@@ -419,6 +419,14 @@ static void trigger(void *arg) {
 static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstream stream,
                         const char *fn, bool *runs) {
   const char *path = kvik_file_path(op->f);
+  if (kvik__config_ready() == 0 && !kvik__cfg_u64(KVIK_CFG_STREAM_FALLBACK)) {
+    sop_unref(op);
+    return kvik__err(KVIK_EUNSUPPORTED,
+                     "%s %s: GDS does not serve this file, and kvik's own stream ordering is off: "
+                     "it hung on a real GPU in testing (docs/cufile.md); KVIK_STREAM_FALLBACK=1 "
+                     "turns it on",
+                     fn, path);
+  }
   pthread_once(&memops_once, memops_probe);
   if (!memops_ok) {
     sop_unref(op);
