@@ -6,11 +6,11 @@ set -euo pipefail
 
 # Build: compiler, CMake, Ninja, pkg-config; libcurl for remote files. Tests: cmocka; clang and
 # its sanitizer runtimes (libclang-rt-dev is only recommended by clang, and recommends are not
-# installed here); nginx and python3 for the servers the remote tests start (S3 tests also want
-# python's moto, which Debian 12 does not package: .ci/run installs it with pip, and without it
-# those tests are skipped with the reason).
+# installed here); nginx and python3 for the servers the remote tests start, openssl for the
+# throwaway CA of the TLS tests (S3 tests also want python's moto, which Debian 12 does not
+# package: .ci/run installs it with pip, and without it those tests are skipped with the reason).
 packages=(build-essential cmake ninja-build pkg-config clang libclang-rt-dev libcmocka-dev
-  libcurl4-openssl-dev nginx python3)
+  libcurl4-openssl-dev nginx openssl python3)
 
 # --packages: print the list (for .ci/run) and stop.
 if [[ ${1:-} == --packages ]]; then

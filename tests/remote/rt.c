@@ -189,7 +189,9 @@ void rt_stop(struct rt_server *s) {
   s->dir = NULL;
 }
 
-int rt_nginx_start(struct rt_server *s, const char *www, char *why, size_t why_len) {
+/* cert and key: PEM files for "listen ... ssl", or NULL for plain HTTP. */
+static int nginx_start(struct rt_server *s, const char *www, const char *cert, const char *key,
+                       char *why, size_t why_len) {
   memset(s, 0, sizeof *s);
   char nginx[512];
   if (!rt_find_exe("KVIK_TEST_NGINX", "nginx", "/usr/sbin/nginx", nginx, sizeof nginx)) {
@@ -203,7 +205,9 @@ int rt_nginx_start(struct rt_server *s, const char *www, char *why, size_t why_l
       return -1;
     }
     s->port = free_port();
-    char conf[1024], log[1024], text[4096];
+    char conf[1024], log[1024], text[4096], tls[2200] = "";
+    if (cert)
+      snprintf(tls, sizeof tls, " ssl; ssl_certificate %s; ssl_certificate_key %s", cert, key);
     snprintf(conf, sizeof conf, "%s/nginx.conf", s->dir);
     snprintf(log, sizeof log, "%s/stderr.log", s->dir);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -222,11 +226,11 @@ int rt_nginx_start(struct rt_server *s, const char *www, char *why, size_t why_l
              "  sendfile on; tcp_nopush on; keepalive_requests 1000000;\n"
              "  keepalive_timeout 120s;\n"
              "  default_type application/octet-stream;\n"
-             "  server { listen 127.0.0.1:%d; root %s; location / { }\n"
+             "  server { listen 127.0.0.1:%d%s; root %s; location / { }\n"
              "           location = /nginx_status { stub_status; } }\n"
              "}\n",
              ncpu > 0 ? (ncpu > 16 ? 16 : ncpu) : 2, geteuid() == 0 ? "user root;\n" : "", s->dir,
-             s->dir, s->dir, s->dir, s->dir, s->dir, s->dir, s->port, www);
+             s->dir, s->dir, s->dir, s->dir, s->dir, s->dir, s->port, tls, www);
     FILE *f = fopen(conf, "w");
     if (!f) {
       say(why, why_len, "cannot write %s", conf);
@@ -240,7 +244,7 @@ int rt_nginx_start(struct rt_server *s, const char *www, char *why, size_t why_l
     char *argv[] = {nginx, "-p", s->dir, "-e", elog, "-c", conf, NULL};
     s->pid = spawn(argv, log);
     if (s->pid > 0 && wait_ready(s->pid, s->port, 10)) {
-      snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
+      snprintf(s->base, sizeof s->base, "%s://127.0.0.1:%d", cert ? "https" : "http", s->port);
       return 0;
     }
     say(why, why_len, "nginx did not start on port %d", s->port);
@@ -248,6 +252,15 @@ int rt_nginx_start(struct rt_server *s, const char *www, char *why, size_t why_l
     rt_stop(s);
   }
   return -1;
+}
+
+int rt_nginx_start(struct rt_server *s, const char *www, char *why, size_t why_len) {
+  return nginx_start(s, www, NULL, NULL, why, why_len);
+}
+
+int rt_nginx_start_tls(struct rt_server *s, const char *www, const char *cert, const char *key,
+                       char *why, size_t why_len) {
+  return nginx_start(s, www, cert, key, why, why_len);
 }
 
 static bool python_ok(const char *py, const char *code) {

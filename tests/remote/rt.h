@@ -19,7 +19,7 @@ struct rt_server {
   pid_t pid;
   int port;
   char *dir;      /* scratch directory of the server (config, logs), removed on stop */
-  char base[128]; /* "http://127.0.0.1:PORT" */
+  char base[128]; /* "http://127.0.0.1:PORT" (https:// for rt_nginx_start_tls) */
 };
 
 /* Finds an executable: the value of env_var if set, else name in PATH, else fallback (may be
@@ -29,6 +29,10 @@ bool rt_find_exe(const char *env_var, const char *name, const char *fallback, ch
 
 /* Starts nginx serving www (a directory) with byte ranges. Returns 0, or -1 with why. */
 int rt_nginx_start(struct rt_server *s, const char *www, char *why, size_t why_len);
+/* The same over TLS ("listen 127.0.0.1:PORT ssl") with the PEM files cert and key; base is then
+ * "https://127.0.0.1:PORT". */
+int rt_nginx_start_tls(struct rt_server *s, const char *www, const char *cert, const char *key,
+                       char *why, size_t why_len);
 /* Starts tests/remote/scripted_server.py over root, with extra arguments (NULL-terminated
  * list, may be NULL). Returns 0, or -1 with why. */
 int rt_scripted_start(struct rt_server *s, const char *root, const char *const *extra, char *why,
