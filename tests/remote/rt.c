@@ -1,10 +1,13 @@
 /* Servers for the remote tests (see rt.h). */
 #include "rt.h"
 
+#include "kvik.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -431,4 +434,31 @@ int rt_run(char *const argv[], char *out, size_t len) {
   if (pid < 0 || waitpid(pid, &st, 0) != pid)
     return -1;
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Guards rt_log_text and log_len: kvik may log from several workers at once. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+char rt_log_text[1 << 20];
+static size_t log_len;
+
+static void log_collect(int level, const char *msg, void *user) {
+  (void)level;
+  (void)user;
+  pthread_mutex_lock(&log_lock);
+  size_t n = strlen(msg);
+  if (log_len + n + 2 < sizeof rt_log_text) {
+    memcpy(rt_log_text + log_len, msg, n);
+    log_len += n;
+    rt_log_text[log_len++] = '\n';
+    rt_log_text[log_len] = '\0';
+  }
+  pthread_mutex_unlock(&log_lock);
+}
+
+void rt_log_capture(int min_level) {
+  pthread_mutex_lock(&log_lock);
+  log_len = 0;
+  rt_log_text[0] = '\0';
+  pthread_mutex_unlock(&log_lock);
+  kvik_set_log(log_collect, NULL, min_level);
 }

@@ -55,4 +55,9 @@ int rt_run(char *const argv[], char *out, size_t len);
 /* Directory of this test's sources (scripted_server.py, s3_setup.py). */
 const char *rt_src_dir(void);
 
+/* Every line kvik logs while capturing (up to 1 MiB), for assertions on rt_log_text. */
+extern char rt_log_text[1 << 20];
+/* Clears rt_log_text and makes it kvik's log sink for messages of min_level and above. */
+void rt_log_capture(int min_level);
+
 #endif

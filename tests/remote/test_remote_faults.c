@@ -64,28 +64,6 @@ static ssize_t read_checked(kvik_remote *r, size_t len, size_t off, bool paralle
   return n;
 }
 
-struct logbuf {
-  pthread_mutex_t lock;
-  char text[1 << 16];
-  size_t len;
-};
-static struct logbuf logs = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static void collect(int level, const char *msg, void *user) {
-  struct logbuf *b = user;
-  if (level < KVIK_LOG_WARN)
-    return;
-  pthread_mutex_lock(&b->lock);
-  size_t n = strlen(msg);
-  if (b->len + n + 2 < sizeof b->text) {
-    memcpy(b->text + b->len, msg, n);
-    b->len += n;
-    b->text[b->len++] = '\n';
-    b->text[b->len] = '\0';
-  }
-  pthread_mutex_unlock(&b->lock);
-}
-
 static void well_behaved_and_redirected(void **state) {
   (void)state;
   char url[256];
@@ -105,15 +83,13 @@ static void well_behaved_and_redirected(void **state) {
 
 static void status_503_then_success_is_retried(void **state) {
   (void)state;
-  logs.len = 0;
-  logs.text[0] = '\0';
-  kvik_set_log(collect, &logs, KVIK_LOG_WARN);
+  rt_log_capture(KVIK_LOG_WARN);
   kvik_remote *r = open_sized("/fault/503once/a/obj.bin", OBJ);
   ASSERT_CODE(read_checked(r, OBJ, 0, false), OBJ);
   kvik_set_log(NULL, NULL, KVIK_LOG_OFF);
   ASSERT_CODE(requests_for("a"), 2);
-  ASSERT_CONTAINS(logs.text, "HTTP 503");
-  ASSERT_CONTAINS(logs.text, "attempt 1 of 3");
+  ASSERT_CONTAINS(rt_log_text, "HTTP 503");
+  ASSERT_CONTAINS(rt_log_text, "attempt 1 of 3");
   kvik_remote_close(r);
   /* In parallel: the first range meets the 503, the rest go on. */
   r = open_sized("/fault/503once/b/obj.bin", OBJ);

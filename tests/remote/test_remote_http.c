@@ -279,33 +279,10 @@ static void close_while_reading_is_safe(void **state) {
   free(buf);
 }
 
-struct logbuf {
-  pthread_mutex_t lock;
-  char text[1 << 20];
-  size_t len;
-};
-static struct logbuf logs = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static void collect(int level, const char *msg, void *user) {
-  (void)level;
-  struct logbuf *b = user;
-  pthread_mutex_lock(&b->lock);
-  size_t n = strlen(msg);
-  if (b->len + n + 2 < sizeof b->text) {
-    memcpy(b->text + b->len, msg, n);
-    b->len += n;
-    b->text[b->len++] = '\n';
-    b->text[b->len] = '\0';
-  }
-  pthread_mutex_unlock(&b->lock);
-}
-
 static void verbose_log_has_no_secret(void **state) {
   (void)state;
   ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_REMOTE_VERBOSE, 1), 0);
-  logs.len = 0;
-  logs.text[0] = '\0';
-  kvik_set_log(collect, &logs, KVIK_LOG_TRACE);
+  rt_log_capture(KVIK_LOG_TRACE);
   char url[512];
   /* A password in the URL (sent as Basic auth) and a signature-like query parameter. */
   snprintf(url, sizeof url, "http://kvikuser:PASSWORD1234@127.0.0.1:%d/f1000.bin?sig=SIGSECRET99",
@@ -323,14 +300,14 @@ static void verbose_log_has_no_secret(void **state) {
   const char *err = kvik_last_error();
   kvik_set_log(NULL, NULL, KVIK_LOG_OFF);
   kvik_config_set_u64(KVIK_CFG_REMOTE_VERBOSE, 0);
-  ASSERT_CONTAINS(logs.text, "curl > GET /f1000.bin");
-  ASSERT_CONTAINS(logs.text, "Authorization: ***");
+  ASSERT_CONTAINS(rt_log_text, "curl > GET /f1000.bin");
+  ASSERT_CONTAINS(rt_log_text, "Authorization: ***");
   /* base64("kvikuser:PASSWORD1234") */
   static const char *const secrets[] = {"PASSWORD1234", "SIGSECRET99",
                                         "a3Zpa3VzZXI6UEFTU1dPUkQxMjM0"};
   for (size_t i = 0; i < 3; i++) {
-    if (strstr(logs.text, secrets[i]))
-      fail_msg("log holds %s:\n%s", secrets[i], logs.text);
+    if (strstr(rt_log_text, secrets[i]))
+      fail_msg("log holds %s:\n%s", secrets[i], rt_log_text);
     if (strstr(err, secrets[i]))
       fail_msg("error holds %s: %s", secrets[i], err);
   }

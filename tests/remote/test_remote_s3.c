@@ -118,34 +118,11 @@ static void wrong_credentials_and_unknown_keys_are_named(void **state) {
   kvik_remote_close(r);
 }
 
-struct logbuf {
-  pthread_mutex_t lock;
-  char text[1 << 20];
-  size_t len;
-};
-static struct logbuf logs = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static void collect(int level, const char *msg, void *user) {
-  (void)level;
-  struct logbuf *b = user;
-  pthread_mutex_lock(&b->lock);
-  size_t n = strlen(msg);
-  if (b->len + n + 2 < sizeof b->text) {
-    memcpy(b->text + b->len, msg, n);
-    b->len += n;
-    b->text[b->len++] = '\n';
-    b->text[b->len] = '\0';
-  }
-  pthread_mutex_unlock(&b->lock);
-}
-
 static void no_secret_in_verbose_logs(void **state) {
   (void)state;
   use_env_credentials();
   ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_REMOTE_VERBOSE, 1), 0);
-  logs.len = 0;
-  logs.text[0] = '\0';
-  kvik_set_log(collect, &logs, KVIK_LOG_TRACE);
+  rt_log_capture(KVIK_LOG_TRACE);
   kvik_remote *r;
   ASSERT_CODE(kvik_remote_open(&r, "s3://" BUCKET "/obj.bin", NULL), 0);
   ASSERT_CODE(kvik_remote_read(r, buf, 1000, 0), 1000);
@@ -160,13 +137,13 @@ static void no_secret_in_verbose_logs(void **state) {
   kvik_set_log(NULL, NULL, KVIK_LOG_OFF);
   kvik_config_set_u64(KVIK_CFG_REMOTE_VERBOSE, 0);
   unsetenv("AWS_SESSION_TOKEN");
-  ASSERT_CONTAINS(logs.text, "curl > GET /" BUCKET "/obj.bin");
-  ASSERT_CONTAINS(logs.text, "Authorization: ***");
-  ASSERT_CONTAINS(logs.text, "x-amz-security-token: ***");
+  ASSERT_CONTAINS(rt_log_text, "curl > GET /" BUCKET "/obj.bin");
+  ASSERT_CONTAINS(rt_log_text, "Authorization: ***");
+  ASSERT_CONTAINS(rt_log_text, "x-amz-security-token: ***");
   const char *secrets[] = {secret_key, "SESSIONTOKEN0123456789", "Signature="};
   for (size_t i = 0; i < 3; i++) {
-    if (strstr(logs.text, secrets[i]))
-      fail_msg("log holds %s:\n%s", secrets[i], logs.text);
+    if (strstr(rt_log_text, secrets[i]))
+      fail_msg("log holds %s:\n%s", secrets[i], rt_log_text);
     if (strstr(err, secrets[i]))
       fail_msg("error holds %s: %s", secrets[i], err);
   }
