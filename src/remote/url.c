@@ -4,6 +4,7 @@
 #include "remote/remote.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -354,39 +355,21 @@ int kvik__remote_infer(const char *url, unsigned allow, bool have_credentials) {
 
 /* ---- encoding ----------------------------------------------------------------------------- */
 
-char *kvik__s3_encode_key(const char *key, size_t len) {
+/* Percent-encodes s as AWS requires for object paths (unreserved characters and '/' stay);
+ * with keep_escapes, a valid %XX already in s is kept (upper-cased) rather than encoded again. */
+static char *s3_encode(const char *s, size_t len, bool keep_escapes) {
   static const char hex[] = "0123456789ABCDEF";
   char *out = kvik__malloc(len * 3 + 1);
   if (!out)
     return NULL;
   size_t j = 0;
   for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)key[i];
-    if (is_unreserved(c) || c == '/') {
-      out[j++] = (char)c;
-    } else {
+    unsigned char c = (unsigned char)s[i];
+    if (keep_escapes && c == '%' && i + 2 < len && hexval((unsigned char)s[i + 1]) >= 0 &&
+        hexval((unsigned char)s[i + 2]) >= 0) {
       out[j++] = '%';
-      out[j++] = hex[c >> 4];
-      out[j++] = hex[c & 15];
-    }
-  }
-  out[j] = '\0';
-  return out;
-}
-
-char *kvik__s3_normalize_path(const char *path, size_t len) {
-  static const char hex[] = "0123456789ABCDEF";
-  char *out = kvik__malloc(len * 3 + 1);
-  if (!out)
-    return NULL;
-  size_t j = 0;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)path[i];
-    if (c == '%' && i + 2 < len && hexval((unsigned char)path[i + 1]) >= 0 &&
-        hexval((unsigned char)path[i + 2]) >= 0) {
-      out[j++] = '%';
-      out[j++] = (char)toupper((unsigned char)path[i + 1]);
-      out[j++] = (char)toupper((unsigned char)path[i + 2]);
+      out[j++] = (char)toupper((unsigned char)s[i + 1]);
+      out[j++] = (char)toupper((unsigned char)s[i + 2]);
       i += 2;
     } else if (is_unreserved(c) || c == '/') {
       out[j++] = (char)c;
@@ -399,6 +382,10 @@ char *kvik__s3_normalize_path(const char *path, size_t len) {
   out[j] = '\0';
   return out;
 }
+
+char *kvik__s3_encode_key(const char *key, size_t len) { return s3_encode(key, len, false); }
+
+char *kvik__s3_normalize_path(const char *path, size_t len) { return s3_encode(path, len, true); }
 
 /* ---- redaction ---------------------------------------------------------------------------- */
 
