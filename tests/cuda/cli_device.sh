@@ -19,7 +19,7 @@ check "info: memory kinds" 'memory kinds +device yes; managed yes' "$work/info"
 
 TMPDIR=$work "$kvik" bench --mem device --size 6M --task-size 1M --threads 3 --repeat 2 --verify \
   >"$work/table" 2>&1 || { echo "FAIL: bench --mem device"; cat "$work/table"; exit 1; }
-for row in 'write +hot +kvik-direct .* of ' 'write +hot +kvik-buffered .* of pwrite-pinned' \
+for row in 'write +hot +kvik-direct .* of ' 'write +hot +kvik-buffered .* of (pwrite-pinned|d2h-pinned)' \
   'write +cold +d2h-pinned' 'write +hot +pwrite-direct-mt' 'write +hot +copy\+pwrite' \
   'read +hot +kvik .* of (pread-pinned-mt|h2d-pinned); [0-9.]+x pread\+copy' \
   'read +hot +pread-pinned-mt' 'read +hot +h2d-pinned' 'read +cold +kvik .* of pread-direct' \
