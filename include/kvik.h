@@ -120,8 +120,8 @@ enum kvik_cfg {
                                         compatibility mode (default 0: kvik's faster path)  */
   KVIK_CFG_STREAM_FALLBACK,          /* KVIK_STREAM_FALLBACK, 0/1: kvik's own stream ordering for
                                         kvik_file_read_async/write_async where GDS does not
-                                        serve (default 0: KVIK_EUNSUPPORTED; it hung on a real
-                                        H200 in testing, see docs/cufile.md)               */
+                                        serve (default 1; 0: those calls return
+                                        KVIK_EUNSUPPORTED there)                           */
   KVIK_CFG_COUNT
 };
 enum kvik_cfg_type { KVIK_CFG_TYPE_BOOL, KVIK_CFG_TYPE_U64, KVIK_CFG_TYPE_SIZE,
@@ -627,12 +627,13 @@ KVIK_API int kvik_batch_destroy(kvik_batch *batch);
  *
  * On GDS files with device memory: cuFileReadAsync / cuFileWriteAsync. Otherwise (cuFile's
  * compatibility mode included: its stream API synchronizes the caller's stream there) kvik
- * enqueues a host function that only hands the operation to a pool worker, and makes the stream
- * wait (cuStreamWaitValue32) on a flag in pinned memory that the worker sets after doing the I/O
- * (buffered, through a staging buffer and a non-blocking stream of the greatest priority that
- * were made when the operation was enqueued, so the worker allocates nothing while the stream
- * waits). That needs a GPU that can wait on memory from a stream (every driver from CUDA 12 on);
- * without it these calls return KVIK_EUNSUPPORTED saying why. Do not make device-wide
+ * orders the operation itself: a host function reads the arguments and hands the file I/O to
+ * pool workers, which read or write through pinned staging slots and never call CUDA; the stream
+ * waits (cuStreamWaitValue32) on flags the workers set, and kvik's own copy kernels, enqueued on
+ * the stream, move the data between the slots and the buffer. For device and managed memory the
+ * stream's context must be on the buffer's device (device memory: the buffer's context). That
+ * needs a GPU that can wait on memory from a stream (every driver from CUDA 12 on) and run PTX;
+ * without them these calls return KVIK_EUNSUPPORTED saying why. Do not make device-wide
  * synchronizing calls from inside a host function or callback of your own on that stream.
  * docs/cufile.md has the details.
  * ------------------------------------------------------------------------------------------ */
@@ -640,12 +641,13 @@ KVIK_API int kvik_batch_destroy(kvik_batch *batch);
 /** Reads *size bytes of the file at *file_offset into buf_base + *buf_offset, when the stream
  *  reaches the operation. size, file_offset and buf_offset are read then, not now, and
  *  *bytes_read is set then: the byte count (short only at end of file) or a negative code. As
- *  with cuFile, *size must hold the largest size the operation may have when this is called.
- *  All four pointers must stay valid until the stream has passed the operation. Returns 0 once
- *  enqueued, or a negative code (bad arguments, a file not open for reading: KVIK_EBADMODE,
- *  KVIK_EUNSUPPORTED, CUDA errors) with nothing enqueued; in the one case where the stream wait
- *  cannot be enqueued after the host function was, an operation that had already started still
- *  completes and sets *bytes_read. */
+ *  with cuFile, *size must hold the largest size the operation may have when this is called
+ *  (a larger size when the stream gets there is an error in *bytes_read). All four pointers
+ *  must stay valid until the stream has passed the operation. Returns 0 once enqueued, or a
+ *  negative code (bad arguments, a file not open for reading: KVIK_EBADMODE, KVIK_EUNSUPPORTED,
+ *  CUDA errors) with nothing enqueued. Should CUDA refuse part of the operation's stream work
+ *  after the first part was enqueued, the code is returned and put in *bytes_read, what is on
+ *  the stream passes without moving data, and I/O that had begun stops early. */
 KVIK_API int kvik_file_read_async(kvik_file *f, void *buf_base, size_t *size,
                                   int64_t *file_offset, int64_t *buf_offset, ssize_t *bytes_read,
                                   struct CUstream_st *stream);

@@ -5,136 +5,338 @@
  * a kvik code and completes the future. (Not for cuFile's compatibility mode: there its stream API
  * synchronizes the caller's stream; measured on the GPU machine.)
  *
- * Everything else is ordered on the stream by kvik, without blocking the caller and without a
- * CUDA call from a host function:
+ * Everything else is ordered on the stream by kvik, without blocking the caller, without a CUDA
+ * call from a host function, and without any GPU work by the pool workers. A device read of up
+ * to n chunks (n from the size at the enqueue, the most the operation may read) is enqueued as
  *
- *   caller's stream:  ... work before ... | host fn: hand op to a pool worker | wait flag >= gen |
+ *   caller's stream:  ... work before ... | start | for each chunk c, slot s = c mod 8:
+ *                     wait ready[s] | copy kernel slot -> buffer | write freed[s] | ... | end |
  *                     ... work after ...
- *   pool worker:      read the arguments, do the I/O, write the result, then flag = gen
+ *   pool workers:     for each chunk: wait until the GPU freed the slot, pread the chunk into
+ *                     the slot, publish its length and ready[s]
  *
- * The host function only claims the operation and queues it on the pool; it never waits. The
- * flag is a 32-bit slot in pinned, device-mapped host memory; the stream waits with
- * cuStreamWaitValue32 (GEQ). Each use of a slot waits for a value one higher than the last, so a
- * slot is reusable as soon as its worker has written it. Slots live in pinned slabs that are
- * never freed (no CUDA call at exit).
+ * and a write mirrors it (the kernel copies the buffer into the slot, the worker pwrites it, the
+ * stream waits for `done` before `end`). `start` is a host function: it reads the arguments as the
+ * stream reaches the operation (kvikio's semantics), writes them into the operation's control
+ * block (src/gpu/so_ctl.h) and queues the first task on the pool; `end` writes the result,
+ * completes the future and recycles the memory. The copy kernels (src/gpu/so_kernels.cu, loaded
+ * from PTX) read the size and offsets from the control block, which is why a plain copy, whose
+ * arguments are fixed when it is enqueued, cannot do their job. Host memory needs no staging: the
+ * workers do the I/O and the stream only waits for `done`.
  *
- * While the caller's stream waits, the worker must not meet anything that waits for that stream.
- * A page-locked or device memory allocation is an implicit synchronization point of the device
- * (the first design allocated bounce buffers in the worker and hung on the GPU machine; the fake
- * libcuda now models this, "alloc_syncs"), and a blocking stream waits for the legacy stream. So
- * everything the worker needs from CUDA is made on the enqueuing thread: a lane (a non-blocking
- * stream of the greatest priority, so it does not share a hardware queue with the default-
- * priority streams it might wait behind, and a pinned staging buffer), reused by later
- * operations. The worker reads and writes the file buffered (opportunistic O_DIRECT may take a
- * bounce buffer, whose allocation it must not do), host memory directly, device and managed
- * memory through the lane.
+ * The first design had the worker copy to the device on a stream of its own while the caller's
+ * stream waited on a flag; it hung on a real H200. CUDA documents why: an order set up through
+ * stream memory operations is invisible to its scheduler, which may put the worker's copy behind
+ * the waiting stream in a shared hardware queue. Now every wait is for host work only (the
+ * workers touch files and host memory, never CUDA), and a worker that must wait for the GPU to
+ * empty a slot polls a little, then goes back to the pool's queue instead of holding a worker. The
+ * fake libcuda models the shared queue ("one_queue"), and the tests run with it.
+ *
+ * Everything CUDA is made on the enqueuing thread: control blocks and staging sets (pinned,
+ * device-mapped), the module. They are reused and never freed (no CUDA call at exit). A
+ * page-locked allocation may wait for work in flight on the device, so they are made rarely: 1024
+ * control blocks at a time, and one staging set (8 slots of CHUNK bytes, 16 MiB) per stream that
+ * has device operations in flight at once with the others (see stage_use).
  *
  * Where the GPU cannot wait on memory from a stream (a driver older than CUDA 12 without stream
- * memory operations), kvik's stream ordering is not available: KVIK_EUNSUPPORTED, saying why. */
+ * memory operations), or the driver cannot load the kernels, kvik's stream ordering is not
+ * available: KVIK_EUNSUPPORTED, saying why. */
 #include "file.h"
 
 #include "core/core.h"
 #include "gpu/cuda.h"
 #include "gpu/cufile.h"
 #include "gpu/gpu.h"
+#include "gpu/so_ctl.h"
+#include "gpu/so_kernels_ptx.h"
 #include "pool/pool.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
-/* ---- flag slots --------------------------------------------------------------------------- */
+#define NSLOTS KVIK_SO_SLOTS
+#define CHUNK ((size_t)2 << 20) /* bytes per staging slot */
+#define STAGE_BYTES (NSLOTS * (CHUNK + KVIK_SO_SLOT_PAD))
+#define CTL_BYTES 256
+#define SLAB_BYTES (256 * 1024) /* 1024 control blocks */
+#define BLOCK_THREADS 256
+/* A flag value past every use count: a wait on the flag passes. */
+#define FLAG_OPEN 0x40000000u
+_Static_assert(sizeof(struct kvik_so_ctl) <= CTL_BYTES, "control block outgrew its slot");
+_Static_assert(CHUNK % 16 == 0 && KVIK_SO_SLOT_PAD % 16 == 0, "slots keep 16-byte alignment");
 
-#define SLAB_BYTES 4096
-#define SLAB_SLOTS (SLAB_BYTES / sizeof(uint32_t))
+static void sleep_us(long us) {
+  struct timespec ts = {0, us * 1000};
+  nanosleep(&ts, NULL);
+}
 
-struct slot {
-  uint32_t *host;    /* where the worker writes                                    */
-  CUdeviceptr dev;   /* the same word as the GPU addresses it                      */
-  struct slot *next; /* free list                                                 */
-};
+/* ---- pinned, device-mapped memory -------------------------------------------------------- */
 
-/* Guards free_slots. Slabs are allocated outside it. */
-static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct slot *free_slots;
-
-/* Allocates a slab of slots (pinned, device-mapped, portable) and adds them to the free list. */
-static int slab_new(const struct kvik__cuda_api *cu) {
-  struct slot *s = kvik__calloc(SLAB_SLOTS, sizeof *s);
-  if (!s)
-    return kvik__err(-ENOMEM, "stream-ordered I/O: out of memory for flag slots");
+/* bytes of pinned, device-mapped, portable host memory at *host, *dev as the GPU addresses it.
+ * Pushes the primary context of device 0 where no context is current. */
+static int mapped_alloc(const struct kvik__cuda_api *cu, size_t bytes, const char *what,
+                        void **host, CUdeviceptr *dev) {
   CUcontext cur = NULL;
   bool pushed = false;
   int rc = 0;
   if (cu->cuCtxGetCurrent(&cur) != CUDA_SUCCESS || !cur) {
     CUcontext primary;
     if ((rc = kvik__cuda_primary_ctx(0, &primary)) != 0)
-      goto fail;
+      return rc;
     CUresult r = cu->cuCtxPushCurrent_v2(primary);
-    if (r != CUDA_SUCCESS) {
-      rc = kvik__cuda_fail(r, "cuCtxPushCurrent_v2 (for the stream-ordered I/O flags)");
-      goto fail;
-    }
+    if (r != CUDA_SUCCESS)
+      return kvik__cuda_fail(r, "cuCtxPushCurrent_v2 (for %s)", what);
     pushed = true;
   }
   void *p = NULL;
-  CUresult r =
-      cu->cuMemHostAlloc(&p, SLAB_BYTES, CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP);
+  CUresult r = cu->cuMemHostAlloc(&p, bytes, CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP);
   CUdeviceptr d = (CUdeviceptr)(uintptr_t)p;
-  if (r == CUDA_SUCCESS && cu->cuMemHostGetDevicePointer_v2) {
-    r = cu->cuMemHostGetDevicePointer_v2(&d, p, 0);
-    if (r != CUDA_SUCCESS) {
-      cu->cuMemFreeHost(p);
-      rc = kvik__cuda_fail(r, "cuMemHostGetDevicePointer_v2 (stream-ordered I/O flags)");
-    }
-  } else if (r != CUDA_SUCCESS) {
-    rc = kvik__cuda_fail(r, "cuMemHostAlloc (%d bytes of stream-ordered I/O flags)", SLAB_BYTES);
+  if (r != CUDA_SUCCESS) {
+    rc = kvik__cuda_fail(r, "cuMemHostAlloc (%zu bytes of %s)", bytes, what);
+  } else if (cu->cuMemHostGetDevicePointer_v2 &&
+             (r = cu->cuMemHostGetDevicePointer_v2(&d, p, 0)) != CUDA_SUCCESS) {
+    cu->cuMemFreeHost(p);
+    rc = kvik__cuda_fail(r, "cuMemHostGetDevicePointer_v2 (%s)", what);
   }
   if (pushed) {
     CUcontext dummy;
     cu->cuCtxPopCurrent_v2(&dummy);
   }
   if (rc)
-    goto fail;
-  memset(p, 0, SLAB_BYTES);
-  pthread_mutex_lock(&slot_lock);
-  for (size_t i = 0; i < SLAB_SLOTS; i++) {
-    s[i].host = (uint32_t *)p + i;
-    s[i].dev = d + i * sizeof(uint32_t);
-    s[i].next = free_slots;
-    free_slots = &s[i];
-  }
-  pthread_mutex_unlock(&slot_lock);
-  return 0; /* the slab and its slot records live for the rest of the process */
-fail:
-  kvik__free(s);
-  return rc;
+    return rc;
+  *host = p;
+  *dev = d;
+  return 0;
 }
 
-static int slot_get(const struct kvik__cuda_api *cu, struct slot **out) {
+/* ---- control blocks ---------------------------------------------------------------------- */
+
+struct ctlblk {
+  struct kvik_so_ctl *host;
+  CUdeviceptr dev;
+  struct ctlblk *next; /* free list */
+};
+static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER; /* guards free_ctls */
+static struct ctlblk *free_ctls;
+
+/* A zeroed control block, from a new slab when none is free. Enqueuing thread only. */
+static int ctl_get(const struct kvik__cuda_api *cu, struct ctlblk **out) {
   for (;;) {
-    pthread_mutex_lock(&slot_lock);
-    struct slot *s = free_slots;
-    if (s)
-      free_slots = s->next;
-    pthread_mutex_unlock(&slot_lock);
-    if (s) {
-      *out = s;
+    pthread_mutex_lock(&ctl_lock);
+    struct ctlblk *b = free_ctls;
+    if (b)
+      free_ctls = b->next;
+    pthread_mutex_unlock(&ctl_lock);
+    if (b) {
+      memset(b->host, 0, sizeof *b->host);
+      *out = b;
       return 0;
     }
-    int rc = slab_new(cu);
-    if (rc)
+    enum { N = SLAB_BYTES / CTL_BYTES };
+    struct ctlblk *recs = kvik__calloc(N, sizeof *recs);
+    if (!recs)
+      return kvik__err(-ENOMEM, "stream-ordered I/O: out of memory for control blocks");
+    void *p;
+    CUdeviceptr d;
+    int rc = mapped_alloc(cu, SLAB_BYTES, "stream-ordered I/O control blocks", &p, &d);
+    if (rc) {
+      kvik__free(recs);
       return rc;
+    }
+    pthread_mutex_lock(&ctl_lock);
+    for (size_t i = 0; i < N; i++) {
+      recs[i].host = (struct kvik_so_ctl *)(void *)((char *)p + i * CTL_BYTES);
+      recs[i].dev = d + i * CTL_BYTES;
+      recs[i].next = free_ctls;
+      free_ctls = &recs[i];
+    }
+    pthread_mutex_unlock(&ctl_lock);
   }
 }
 
-static void slot_put(struct slot *s) {
-  pthread_mutex_lock(&slot_lock);
-  s->next = free_slots;
-  free_slots = s;
-  pthread_mutex_unlock(&slot_lock);
+static void ctl_put(struct ctlblk *b) {
+  pthread_mutex_lock(&ctl_lock);
+  b->next = free_ctls;
+  free_ctls = b;
+  pthread_mutex_unlock(&ctl_lock);
+}
+
+/* ---- staging sets ------------------------------------------------------------------------ */
+
+struct stage {
+  char *host;
+  CUdeviceptr dev;
+  struct stage *next; /* free list */
+};
+
+/* A stream with device operations enqueued and not ended. */
+struct user {
+  CUstream stream;
+  CUcontext ctx; /* the default stream is one per context */
+  long ops;
+  struct user *next;
+};
+
+static pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the four below */
+static struct stage *free_stages;
+static int n_stages; /* usable sets, free or taken */
+static struct user *users;
+static int n_users; /* streams in users */
+
+/* Counts a device operation on (stream, ctx), and makes staging sets until there are as many as
+ * streams with device operations in flight. An operation runs only between its stream's earlier
+ * ones and later ones, so every running operation then finds a free set: none ever waits for
+ * another stream's operation to give one back (which the GPU might never let happen: the other
+ * stream's work can sit behind this one's wait in a shared hardware queue). A page-locked
+ * allocation may wait for work in flight on the device, so sets are made only when a stream is
+ * used concurrently with more streams than ever before, and never freed. *out gets the user
+ * record to give to stage_unuse. Enqueuing thread only. */
+static int stage_use(const struct kvik__cuda_api *cu, CUstream stream, CUcontext ctx,
+                     struct user **out) {
+  struct user *fresh = kvik__calloc(1, sizeof *fresh);
+  if (!fresh)
+    return kvik__err(-ENOMEM, "stream-ordered I/O: out of memory");
+  pthread_mutex_lock(&stage_lock);
+  struct user *u = users;
+  while (u && (u->stream != stream || u->ctx != ctx))
+    u = u->next;
+  if (!u) {
+    u = fresh;
+    fresh = NULL;
+    u->stream = stream;
+    u->ctx = ctx;
+    u->next = users;
+    users = u;
+    n_users++;
+  }
+  u->ops++;
+  int want = n_users;
+  pthread_mutex_unlock(&stage_lock);
+  kvik__free(fresh);
+  *out = u;
+  for (;;) {
+    pthread_mutex_lock(&stage_lock);
+    bool make = n_stages < want;
+    if (make)
+      n_stages++; /* claimed now, undone if the allocation fails */
+    pthread_mutex_unlock(&stage_lock);
+    if (!make)
+      return 0;
+    struct stage *st = kvik__calloc(1, sizeof *st);
+    void *p = NULL;
+    int rc = st ? mapped_alloc(cu, STAGE_BYTES, "stream-ordered I/O staging", &p, &st->dev)
+                : kvik__err(-ENOMEM, "stream-ordered I/O: out of memory");
+    pthread_mutex_lock(&stage_lock);
+    if (rc) {
+      n_stages--;
+    } else {
+      st->host = p;
+      st->next = free_stages;
+      free_stages = st;
+    }
+    pthread_mutex_unlock(&stage_lock);
+    if (rc) {
+      kvik__free(st);
+      return rc; /* the caller undoes the count with stage_unuse */
+    }
+  }
+}
+
+/* Ends a device operation on its stream's record. */
+static void stage_unuse(struct user *u) {
+  pthread_mutex_lock(&stage_lock);
+  if (--u->ops == 0) {
+    struct user **pp = &users;
+    while (*pp != u)
+      pp = &(*pp)->next;
+    *pp = u->next;
+    n_users--;
+  } else {
+    u = NULL;
+  }
+  pthread_mutex_unlock(&stage_lock);
+  kvik__free(u);
+}
+
+/* A free set, or NULL. */
+static struct stage *stage_take(void) {
+  pthread_mutex_lock(&stage_lock);
+  struct stage *st = free_stages;
+  if (st)
+    free_stages = st->next;
+  pthread_mutex_unlock(&stage_lock);
+  return st;
+}
+
+/* Gives a set back; a lost one (the GPU may still touch it) is never reused, and a later enqueue
+ * makes another. */
+static void stage_give(struct stage *st, bool lost) {
+  if (!st)
+    return;
+  pthread_mutex_lock(&stage_lock);
+  if (lost) {
+    n_stages--;
+  } else {
+    st->next = free_stages;
+    free_stages = st;
+  }
+  pthread_mutex_unlock(&stage_lock);
+}
+
+/* ---- the copy kernels -------------------------------------------------------------------- */
+
+struct module {
+  CUcontext ctx;
+  CUfunction read, write;
+  unsigned grid;
+  struct module *next;
+};
+static pthread_mutex_t module_lock = PTHREAD_MUTEX_INITIALIZER; /* guards modules, and loads */
+static struct module *modules;
+
+/* The kernels loaded in ctx (the current context). Enqueuing thread only. */
+static int module_get(const struct kvik__cuda_api *cu, CUcontext ctx, const struct module **out) {
+  pthread_mutex_lock(&module_lock);
+  struct module *m = modules;
+  while (m && m->ctx != ctx)
+    m = m->next;
+  int rc = 0;
+  if (!m) {
+    CUmodule mod;
+    CUdevice dev;
+    int sms = 0;
+    CUresult r;
+    if (!(m = kvik__calloc(1, sizeof *m)))
+      rc = kvik__err(-ENOMEM, "stream-ordered I/O: out of memory");
+    else if ((r = cu->cuModuleLoadData(&mod, kvik__so_ptx)) != CUDA_SUCCESS)
+      rc = kvik__cuda_fail(r, "cuModuleLoadData (kvik's copy kernels, PTX ISA 7.0 for sm_75)");
+    else if ((r = cu->cuModuleGetFunction(&m->read, mod, "kvik_so_read")) != CUDA_SUCCESS ||
+             (r = cu->cuModuleGetFunction(&m->write, mod, "kvik_so_write")) != CUDA_SUCCESS)
+      rc = kvik__cuda_fail(r, "cuModuleGetFunction (kvik's copy kernels)");
+    if (rc == 0) {
+      if (cu->cuCtxGetDevice(&dev) != CUDA_SUCCESS ||
+          cu->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev) !=
+              CUDA_SUCCESS ||
+          sms <= 0)
+        sms = 64;
+      m->ctx = ctx;
+      m->grid = 2u * (unsigned)sms;
+      m->next = modules;
+      modules = m; /* the module stays loaded for the life of the process */
+    } else {
+      kvik__free(m);
+      m = NULL;
+    }
+  }
+  pthread_mutex_unlock(&module_lock);
+  *out = m;
+  return rc;
 }
 
 /* ---- can the GPU wait on memory? ---------------------------------------------------------- */
@@ -147,8 +349,15 @@ static void memops_probe(void) {
   const struct kvik__cuda_api *cu;
   if (kvik__cuda_get(&cu) != 0)
     return;
-  if (!cu->cuStreamWaitValue32_v2) {
-    snprintf(memops_why, sizeof memops_why, "libcuda.so.1 lacks cuStreamWaitValue32_v2");
+  const char *missing = !cu->cuStreamWaitValue32_v2    ? "cuStreamWaitValue32_v2"
+                        : !cu->cuStreamWriteValue32_v2 ? "cuStreamWriteValue32_v2"
+                        : !cu->cuStreamGetCtx          ? "cuStreamGetCtx"
+                        : !cu->cuModuleLoadData        ? "cuModuleLoadData"
+                        : !cu->cuModuleGetFunction     ? "cuModuleGetFunction"
+                        : !cu->cuLaunchKernel          ? "cuLaunchKernel"
+                                                       : NULL;
+  if (missing) {
+    snprintf(memops_why, sizeof memops_why, "libcuda.so.1 lacks %s", missing);
     return;
   }
   if (cu->driver_version >= 12000) { /* 32-bit stream memory operations are always on */
@@ -171,142 +380,10 @@ static void memops_probe(void) {
   memops_ok = true;
 }
 
-/* ---- lanes: the worker's own stream and staging ------------------------------------------ */
-
-#define STAGE_BYTES ((size_t)8 << 20)
-
-/* A lane: a non-blocking stream of the greatest priority and a pinned staging buffer, in one
- * context, used by one operation at a time. Lanes are made by enqueuing threads, never by a
- * worker: a page-locked allocation is an implicit synchronization point of the device, and a
- * worker must meet none while a stream waits for it. They live for the rest of the process (no
- * CUDA call at exit). */
-struct lane {
-  CUcontext ctx;
-  CUstream s;
-  void *stage;
-  struct lane *next;
-};
-static pthread_mutex_t lane_lock = PTHREAD_MUTEX_INITIALIZER; /* guards free_lanes */
-static struct lane *free_lanes;
-
-/* A free lane for ctx, made if there is none. Called on the enqueuing thread. */
-static int lane_get(const struct kvik__cuda_api *cu, CUcontext ctx, struct lane **out) {
-  pthread_mutex_lock(&lane_lock);
-  struct lane **pp = &free_lanes;
-  while (*pp && (*pp)->ctx != ctx)
-    pp = &(*pp)->next;
-  struct lane *l = *pp;
-  if (l)
-    *pp = l->next;
-  pthread_mutex_unlock(&lane_lock);
-  if (l) {
-    *out = l;
-    return 0;
-  }
-  if (!(l = kvik__calloc(1, sizeof *l)))
-    return kvik__err(-ENOMEM, "stream-ordered I/O: out of memory");
-  l->ctx = ctx;
-  CUresult r = cu->cuCtxPushCurrent_v2(ctx);
-  if (r != CUDA_SUCCESS) {
-    kvik__free(l);
-    return kvik__cuda_fail(r, "cuCtxPushCurrent_v2 (the buffer's context)");
-  }
-  int least = 0, greatest = 0;
-  if (cu->cuStreamCreateWithPriority && cu->cuCtxGetStreamPriorityRange &&
-      cu->cuCtxGetStreamPriorityRange(&least, &greatest) == CUDA_SUCCESS)
-    r = cu->cuStreamCreateWithPriority(&l->s, CU_STREAM_NON_BLOCKING, greatest);
-  else
-    r = cu->cuStreamCreate(&l->s, CU_STREAM_NON_BLOCKING);
-  int rc = 0;
-  if (r != CUDA_SUCCESS) {
-    rc = kvik__cuda_fail(r, "cuStreamCreateWithPriority (stream-ordered I/O lane)");
-  } else if ((r = cu->cuMemHostAlloc(&l->stage, STAGE_BYTES, CU_MEMHOSTALLOC_PORTABLE)) !=
-             CUDA_SUCCESS) {
-    rc = kvik__cuda_fail(r, "cuMemHostAlloc (%zu bytes of staging for stream-ordered I/O)",
-                         STAGE_BYTES);
-    cu->cuStreamDestroy_v2(l->s);
-  }
-  CUcontext dummy;
-  cu->cuCtxPopCurrent_v2(&dummy);
-  if (rc) {
-    kvik__free(l);
-    return rc;
-  }
-  *out = l;
-  return 0;
-}
-
-static void lane_put(struct lane *l) {
-  if (!l)
-    return;
-  pthread_mutex_lock(&lane_lock);
-  l->next = free_lanes;
-  free_lanes = l;
-  pthread_mutex_unlock(&lane_lock);
-}
-
-/* [ptr, ptr + size) of device or managed memory to or from the file, through the lane's staging
- * buffer and stream, with buffered I/O (no bounce buffer, so no allocation). Reads stop at end
- * of file (short count). */
-static ssize_t staged_io(bool write, const struct kvik__fds *fds, struct lane *l, uintptr_t ptr,
-                         size_t size, int64_t off) {
-  const struct kvik__cuda_api *cu;
-  int rc = kvik__cuda_get(&cu);
-  if (rc)
-    return rc;
-  CUresult r = cu->cuCtxPushCurrent_v2(l->ctx);
-  if (r != CUDA_SUCCESS)
-    return kvik__cuda_fail(r, "cuCtxPushCurrent_v2 (the buffer's context)");
-  ssize_t result = 0;
-  size_t done = 0;
-  while (done < size) {
-    size_t len = KVIK_MIN(STAGE_BYTES, size - done);
-    int64_t at = off + (int64_t)done;
-    if (write) {
-      r = cu->cuMemcpyDtoHAsync_v2(l->stage, (CUdeviceptr)(ptr + done), len, l->s);
-      if (r == CUDA_SUCCESS)
-        r = cu->cuStreamSynchronize(l->s);
-      if (r != CUDA_SUCCESS) {
-        result = kvik__cuda_fail(r, "cuMemcpyDtoHAsync_v2 (%zu bytes from %#llx)", len,
-                                 (unsigned long long)(ptr + done));
-        break;
-      }
-      ssize_t n = kvik__posix_write(fds, l->stage, len, at);
-      if (n < 0) {
-        result = n;
-        break;
-      }
-      done += len;
-    } else {
-      ssize_t n = kvik__posix_read(fds, l->stage, len, at);
-      if (n < 0) {
-        result = n;
-        break;
-      }
-      if (n > 0) {
-        r = cu->cuMemcpyHtoDAsync_v2((CUdeviceptr)(ptr + done), l->stage, (size_t)n, l->s);
-        if (r == CUDA_SUCCESS)
-          r = cu->cuStreamSynchronize(l->s);
-        if (r != CUDA_SUCCESS) {
-          result = kvik__cuda_fail(r, "cuMemcpyHtoDAsync_v2 (%zd bytes to %#llx)", n,
-                                   (unsigned long long)(ptr + done));
-          break;
-        }
-      }
-      done += (size_t)n;
-      if ((size_t)n < len)
-        break; /* end of file */
-    }
-  }
-  CUcontext dummy;
-  cu->cuCtxPopCurrent_v2(&dummy);
-  return result < 0 ? result : (ssize_t)done;
-}
-
 /* ---- operations --------------------------------------------------------------------------- */
 
-/* Who takes an enqueued operation: the host function (to run it) or the enqueuing thread (to
- * cancel it, when the stream wait could not be enqueued). Exactly one wins. */
+/* Who takes an enqueued operation: `start` (to run it) or the enqueuing thread (to cancel it,
+ * when the rest could not be enqueued). Exactly one wins. */
 enum { OWN_NONE, OWN_RUN, OWN_CANCEL };
 
 struct sop {
@@ -323,10 +400,31 @@ struct sop {
   int64_t foff, boff;
   ssize_t bytes;
   kvik_future *fut; /* NULL for the pointer forms */
+  const char *fn;
   kvik_pool *pool;
-  struct slot *slot;
-  uint32_t gen;
-  struct lane *lane; /* for device and managed memory; NULL for host memory */
+  /* kvik's path, set at the enqueue */
+  struct ctlblk *ctl;
+  bool device;        /* through staging and the copy kernels; else host memory, directly */
+  CUcontext sctx;     /* device operations: the stream's context */
+  uintptr_t alloc_end; /* device and managed memory: end of the allocation (0: unknown) */
+  size_t max;         /* *size_p at the enqueue: what a device operation is prepared for */
+  uint64_t nmax;      /* chunks on the stream (device) */
+  size_t chunk;       /* CHUNK (device) or the task size (host memory) */
+  /* set by start, before any task runs */
+  size_t run_size;
+  int64_t run_foff;
+  uintptr_t run_ptr;
+  uint64_t nact; /* chunks with bytes to move */
+  int ntasks;
+  struct kvik__fds fds;
+  struct stage *stage; /* the lead task's */
+  struct user *user;   /* device operations: the stream's record (stage_use) */
+  _Atomic uint64_t next, finished;
+  _Atomic int64_t total;
+  _Atomic int err; /* first error; errmsg is written once, by whoever set it */
+  char errmsg[KVIK_ERRMSG_MAX];
+  _Atomic int live; /* tasks queued or running */
+  atomic_bool started, abandoned;
   _Atomic int owner;
 };
 
@@ -339,92 +437,376 @@ static struct sop *sop_new(void) {
 }
 
 static void sop_unref(struct sop *op) {
-  if (atomic_fetch_sub_explicit(&op->refs, 1, memory_order_acq_rel) != 1)
-    return;
-  lane_put(op->lane);
-  kvik__free(op);
+  if (atomic_fetch_sub_explicit(&op->refs, 1, memory_order_acq_rel) == 1)
+    kvik__free(op);
 }
 
-/* The result is known: hand it over, then let the stream go on. */
-static void finish(struct sop *op, ssize_t n, const char *msg) {
-  *op->bytes_p = n;
-  if (op->fut)
-    kvik__future_complete(op->fut, n, msg);
-  __atomic_store_n(op->slot->host, op->gen, __ATOMIC_RELEASE);
-  slot_put(op->slot);
+static void fail_op(struct sop *op, int code, const char *msg) {
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&op->err, &expected, code))
+    snprintf(op->errmsg, sizeof op->errmsg, "%s", msg);
 }
 
-/* The I/O of one operation on the worker: checked like kvik_file_read/write; buffered I/O
- * (opportunistic O_DIRECT may take a bounce buffer, whose allocation a worker must not do);
- * host memory directly, device and managed memory through the operation's lane. */
-static ssize_t do_io(struct sop *op, uintptr_t ptr, size_t size, int64_t off) {
-  const char *fn = op->write ? "kvik_file_write_async" : "kvik_file_read_async";
-  int rc = kvik__file_check_io(op->f, (const void *)ptr, size, off, op->write, fn);
-  if (rc || size == 0)
-    return rc;
-  struct kvik__mem_info mi;
-  if ((rc = kvik__mem_query((const void *)ptr, size, &mi)) != 0)
-    return rc;
-  struct kvik__fds fds = *kvik__file_fds(op->f);
-  fds.fd_direct = -1;
-  fds.direct_read = fds.direct_write = false;
-  if (!kvik__mem_is_device(mi.kind))
-    return op->write ? kvik__posix_write(&fds, (const void *)ptr, size, off)
-                     : kvik__posix_read(&fds, (void *)ptr, size, off);
-  if (!op->lane)
-    return kvik__err(KVIK_EINVAL,
-                     "%s %s: buffer %p is device memory, but the buffer base %p "
-                     "was host memory when the operation was enqueued",
-                     fn, kvik_file_path(op->f), (void *)ptr, (void *)op->base);
-  return staged_io(op->write, &fds, op->lane, ptr, size, off);
+static void flag_set(kvik_so_u32 *flag, uint32_t v) {
+  __atomic_store_n(flag, v, __ATOMIC_RELEASE);
 }
 
-/* On a pool worker. */
-static void work(void *arg) {
-  struct sop *op = arg;
-  size_t size = *op->size_p;
-  int64_t foff = *op->foff_p, boff = *op->boff_p;
-  ssize_t n;
-  if (boff < 0 || (uint64_t)boff > UINTPTR_MAX - op->base)
-    n = kvik__err(KVIK_EINVAL, "%s %s: buffer offset %lld is out of range",
-                  op->write ? "kvik_file_write_async" : "kvik_file_read_async",
-                  kvik_file_path(op->f), (long long)boff);
-  else
-    n = do_io(op, op->base + (uintptr_t)boff, size, foff);
-  finish(op, n, n < 0 ? kvik_last_error() : NULL);
+/* Waits a little for *flag >= v (a flag the GPU sets). False if it is not there yet: the task
+ * then goes back to the pool's queue rather than hold a worker while the GPU is busy. */
+static bool flag_reached(struct sop *op, const kvik_so_u32 *flag, uint32_t v) {
+  for (int i = 0; i < 200; i++) {
+    if ((int32_t)(__atomic_load_n(flag, __ATOMIC_ACQUIRE) - v) >= 0 ||
+        atomic_load(&op->abandoned))
+      return true;
+    if (i < 50)
+      sched_yield();
+    else
+      sleep_us(5);
+  }
+  return false;
+}
+
+/* The last use of slot s among the nmax chunks of a device operation. */
+static uint32_t final_use(const struct sop *op, unsigned s) {
+  return (uint32_t)((op->nmax - 1 - s) / NSLOTS);
+}
+
+/* Every chunk has moved (or failed): lets the stream pass `done`. */
+static void io_done(struct sop *op) {
+  if (op->write || !op->device)
+    flag_set(&op->ctl->host->done, 1);
+}
+
+/* Opens the flags no chunk with bytes will set: slots whose every chunk lies past the size (and,
+ * for writes, the first use of the others), then `done` if nothing is to move. */
+static void open_flags(struct sop *op) {
+  struct kvik_so_ctl *c = op->ctl->host;
+  if (op->device)
+    for (unsigned s = 0; s < NSLOTS && s < op->nmax; s++) {
+      if (s < op->nact) {
+        if (op->write)
+          flag_set(&c->freed[s], 1);
+      } else {
+        flag_set(op->write ? &c->freed[s] : &c->ready[s], final_use(op, s) + 1);
+      }
+    }
+  if (op->nact == 0)
+    io_done(op);
+}
+
+/* Moves chunk c. False if the task must wait for the GPU (the chunk is still the task's). */
+static bool run_chunk(struct sop *op, uint64_t c) {
+  size_t at = (size_t)c * op->chunk;
+  size_t len = KVIK_MIN(op->chunk, op->run_size - at);
+  int64_t foff = op->run_foff + (int64_t)at;
+  bool skip = atomic_load(&op->err) != 0 || atomic_load(&op->abandoned);
+  ssize_t n = 0;
+  if (!op->device) {
+    if (!skip)
+      n = op->write ? kvik__posix_write(&op->fds, (const void *)(op->run_ptr + at), len, foff)
+                    : kvik__posix_read(&op->fds, (void *)(op->run_ptr + at), len, foff);
+  } else {
+    struct kvik_so_ctl *ctl = op->ctl->host;
+    unsigned s = (unsigned)(c % NSLOTS);
+    uint32_t u = (uint32_t)(c / NSLOTS);
+    bool last = c + NSLOTS >= op->nact;
+    /* The data sits in the slot at the buffer address's offset modulo 16, as the kernels expect. */
+    char *slot = op->stage ? op->stage->host + s * (CHUNK + KVIK_SO_SLOT_PAD) +
+                                 ((op->run_ptr + at) & 15)
+                           : NULL;
+    if (!op->write) {
+      if (u > 0 && !flag_reached(op, &ctl->freed[s], u))
+        return false;
+      skip = skip || !slot;
+      if (!skip)
+        n = kvik__posix_read(&op->fds, slot, len, foff);
+      ctl->len[s] = n > 0 ? n : 0;
+      if (n > 0)
+        atomic_fetch_add(&op->total, n);
+      else if (n < 0)
+        fail_op(op, (int)n, kvik_last_error());
+      flag_set(&ctl->ready[s], last ? final_use(op, s) + 1 : u + 1);
+      return true;
+    }
+    if (!flag_reached(op, &ctl->ready[s], u + 1))
+      return false;
+    skip = skip || !slot;
+    if (!skip)
+      n = kvik__posix_write(&op->fds, slot, len, foff);
+    uint32_t next = u + 2;
+    if (last && final_use(op, s) + 1 > next)
+      next = final_use(op, s) + 1;
+    if (n > 0)
+      atomic_fetch_add(&op->total, n);
+    else if (n < 0)
+      fail_op(op, (int)n, kvik_last_error());
+    flag_set(&ctl->freed[s], next);
+    return true;
+  }
+  if (n > 0)
+    atomic_fetch_add(&op->total, n);
+  else if (n < 0)
+    fail_op(op, (int)n, kvik_last_error());
+  return true;
+}
+
+struct task {
+  struct sop *op;
+  uint64_t c;
+  bool have; /* c is claimed and not yet moved */
+  bool lead; /* the first task: takes the staging set, opens flags, starts the others */
+};
+
+static void task_main(void *arg);
+
+/* Starts one more task; false if the pool refused it. */
+static bool task_spawn(struct sop *op, bool lead) {
+  struct task *t = kvik__calloc(1, sizeof *t);
+  if (!t)
+    return false;
+  t->op = op;
+  t->lead = lead;
+  atomic_fetch_add(&op->refs, 1);
+  atomic_fetch_add(&op->live, 1);
+  if (kvik__pool_submit(op->pool, task_main, t) == 0)
+    return true;
+  atomic_fetch_sub(&op->live, 1);
+  sop_unref(op);
+  kvik__free(t);
+  return false;
+}
+
+/* One run of a task. False to be queued again (it waits for the GPU or for a staging set). */
+static bool task_step(struct task *t) {
+  struct sop *op = t->op;
+  if (t->lead) {
+    if (op->device && !atomic_load(&op->abandoned)) {
+      if (!(op->stage = stage_take()))
+        return false;
+      op->ctl->host->stage = op->stage->dev;
+    }
+    t->lead = false;
+    open_flags(op);
+    for (int i = 1; i < op->ntasks; i++)
+      if (!task_spawn(op, false))
+        break; /* fewer tasks; this one does the rest */
+  }
+  for (;;) {
+    if (!t->have) {
+      t->c = atomic_fetch_add(&op->next, 1);
+      if (t->c >= op->nact)
+        return true;
+      t->have = true;
+    }
+    if (!run_chunk(op, t->c))
+      return false;
+    t->have = false;
+    if (atomic_fetch_add(&op->finished, 1) + 1 == op->nact)
+      io_done(op);
+  }
+}
+
+static void task_main(void *arg) {
+  struct task *t = arg;
+  struct sop *op = t->op;
+  while (!task_step(t)) {
+    if (kvik__pool_submit(op->pool, task_main, t) == 0)
+      return;
+    sleep_us(50); /* the pool cannot take it back: keep the worker */
+  }
+  kvik__free(t);
+  atomic_fetch_sub(&op->live, 1);
   sop_unref(op);
 }
 
-/* On CUDA's callback thread, when the stream reaches the operation: claims it and queues it on
- * the pool. Never waits, and makes no CUDA call. */
-static void trigger(void *arg) {
+/* On CUDA's callback thread, when the stream reaches the operation: reads and checks the
+ * arguments, fills the control block, queues the lead task. Never waits; no CUDA call. */
+static void start(void *arg) {
   struct sop *op = arg;
   int expected = OWN_NONE;
   if (!atomic_compare_exchange_strong(&op->owner, &expected, OWN_RUN)) {
-    slot_put(op->slot); /* canceled: nothing waits on the slot, which was never written */
-    sop_unref(op);
+    sop_unref(op); /* canceled */
     return;
   }
-  atomic_fetch_add(&op->refs, 1); /* the worker's */
-  int rc = kvik__pool_submit(op->pool, work, op);
+  struct kvik_so_ctl *c = op->ctl->host;
+  size_t size = *op->size_p;
+  int64_t foff = *op->foff_p, boff = *op->boff_p;
+  const char *path = kvik_file_path(op->f);
+  int rc = 0;
+  uintptr_t ptr = op->base + (uintptr_t)boff;
+  if (boff < 0 || (uint64_t)boff > UINTPTR_MAX - op->base)
+    rc = kvik__err(KVIK_EINVAL, "%s %s: buffer offset %lld is out of range", op->fn, path,
+                   (long long)boff);
+  else if ((rc = kvik__file_check_io(op->f, (const void *)ptr, size, foff, op->write, op->fn)) !=
+           0)
+    ;
+  else if (op->device && size > op->max)
+    rc = kvik__err(KVIK_EINVAL,
+                   "%s %s: size %zu is larger than the %zu it was when the operation was enqueued "
+                   "(the most it can move)",
+                   op->fn, path, size, op->max);
+  else if (op->device && op->alloc_end && size &&
+           (ptr > op->alloc_end || size > op->alloc_end - ptr))
+    rc = kvik__err(KVIK_EINVAL,
+                   "%s %s: [%#lx, +%zu) at buffer offset %lld leaves the allocation, which ends "
+                   "at %#lx",
+                   op->fn, path, (unsigned long)ptr, size, (long long)boff,
+                   (unsigned long)op->alloc_end);
   if (rc) {
-    finish(op, rc, kvik_last_error());
-    sop_unref(op);
+    fail_op(op, rc, kvik_last_error());
+    size = 0;
+    boff = 0;
   }
+  op->run_size = size;
+  op->run_foff = foff;
+  op->run_ptr = op->base + (uintptr_t)boff;
+  c->size = (int64_t)size;
+  c->foff = foff;
+  c->boff = boff;
+  c->chunk = CHUNK;
+  op->nact = size ? (size - 1) / op->chunk + 1 : 0;
+  int threads = kvik_pool_nthreads(op->pool);
+  uint64_t cap = op->device ? NSLOTS : 64;
+  op->ntasks = (int)KVIK_MIN(KVIK_MIN((uint64_t)(threads > 0 ? threads : 1), cap),
+                             op->nact ? op->nact : 1);
+  if (op->nact == 0) {
+    open_flags(op);
+  } else if (!task_spawn(op, true)) {
+    fail_op(op, -ENOMEM, "kvik's stream-ordered I/O: the pool could not take the operation");
+    op->nact = 0;
+    c->size = 0;
+    open_flags(op);
+  }
+  atomic_store(&op->started, true);
   sop_unref(op);
+}
+
+/* On CUDA's callback thread after the operation's last stream work: the result, the future, and
+ * the memory back for reuse. */
+static void end(void *arg) {
+  struct sop *op = arg;
+  int err = atomic_load(&op->err);
+  ssize_t n = err ? err : (ssize_t)atomic_load(&op->total);
+  *op->bytes_p = n;
+  if (op->fut)
+    kvik__future_complete(op->fut, n, err ? op->errmsg : NULL);
+  stage_give(op->stage, false);
+  if (op->user)
+    stage_unuse(op->user);
+  ctl_put(op->ctl);
+  sop_unref(op);
+}
+
+/* The rest of an operation could not be enqueued after `start` was: what is on the stream must
+ * still pass, and nothing may reuse memory the GPU may still read. */
+static void abandon(struct sop *op, bool *runs) {
+  struct kvik_so_ctl *c = op->ctl->host;
+  c->size = 0; /* kernels still to run copy nothing */
+  atomic_store(&op->abandoned, true);
+  int expected = OWN_NONE;
+  bool canceled = atomic_compare_exchange_strong(&op->owner, &expected, OWN_CANCEL);
+  if (!canceled) { /* start ran or is running: its tasks stop early; wait for them */
+    while (!atomic_load(&op->started) || atomic_load(&op->live) > 0)
+      sleep_us(100);
+    c->size = 0;
+  }
+  for (unsigned s = 0; s < NSLOTS; s++) {
+    flag_set(&c->ready[s], FLAG_OPEN);
+    flag_set(&c->freed[s], FLAG_OPEN);
+  }
+  flag_set(&c->done, FLAG_OPEN);
+  stage_give(op->stage, true); /* the control block is lost too: never put back */
+  if (op->user)
+    stage_unuse(op->user);
+  *runs = false;
+}
+
+/* Stream ops of a device operation, chunk by chunk (see the top of this file). */
+static CUresult enqueue_chunks(const struct kvik__cuda_api *cu, struct sop *op,
+                               const struct module *m, CUstream stream, const char **what) {
+  CUdeviceptr ctl = op->ctl->dev;
+  CUfunction fnk = op->write ? m->write : m->read;
+  for (uint64_t c = 0; c < op->nmax; c++) {
+    unsigned s = (unsigned)(c % NSLOTS);
+    uint32_t u = (uint32_t)(c / NSLOTS);
+    CUdeviceptr ready = ctl + offsetof(struct kvik_so_ctl, ready) + s * sizeof(kvik_so_u32);
+    CUdeviceptr freed = ctl + offsetof(struct kvik_so_ctl, freed) + s * sizeof(kvik_so_u32);
+    CUdeviceptr wait_at = op->write ? freed : ready, set_at = op->write ? ready : freed;
+    CUdeviceptr base = (CUdeviceptr)op->base;
+    long long index = (long long)c;
+    void *params[] = {&ctl, &base, &s, &index};
+    CUresult r;
+    if ((r = cu->cuStreamWaitValue32_v2(stream, wait_at, u + 1, CU_STREAM_WAIT_VALUE_GEQ)) !=
+        CUDA_SUCCESS) {
+      *what = "cuStreamWaitValue32_v2";
+      return r;
+    }
+    if ((r = cu->cuLaunchKernel(fnk, m->grid, 1, 1, BLOCK_THREADS, 1, 1, 0, stream, params,
+                                NULL)) != CUDA_SUCCESS) {
+      *what = "cuLaunchKernel (kvik's copy kernel)";
+      return r;
+    }
+    if ((r = cu->cuStreamWriteValue32_v2(stream, set_at, u + 1, CU_STREAM_WRITE_VALUE_DEFAULT)) !=
+        CUDA_SUCCESS) {
+      *what = "cuStreamWriteValue32_v2";
+      return r;
+    }
+  }
+  return CUDA_SUCCESS;
+}
+
+/* Device and managed memory: the stream's context must be able to run the kernels on the
+ * buffer. Sets op->device, op->alloc_end, *m. */
+static int prepare_device(const struct kvik__cuda_api *cu, struct sop *op, CUstream stream,
+                          const struct kvik__mem_info *mi, const struct module **m) {
+  const char *path = kvik_file_path(op->f);
+  CUcontext sctx = NULL, bctx = NULL;
+  CUresult r = cu->cuStreamGetCtx(stream, &sctx);
+  if (r != CUDA_SUCCESS)
+    return kvik__cuda_fail(r, "%s %s: cuStreamGetCtx (the stream's context)", op->fn, path);
+  int rc = kvik__mem_ctx(mi, &bctx);
+  if (rc)
+    return rc;
+  CUcontext cur = NULL;
+  bool push = cu->cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur != sctx;
+  if (push && (r = cu->cuCtxPushCurrent_v2(sctx)) != CUDA_SUCCESS)
+    return kvik__cuda_fail(r, "%s %s: cuCtxPushCurrent_v2 (the stream's context)", op->fn, path);
+  CUdevice sdev = -1;
+  if ((r = cu->cuCtxGetDevice(&sdev)) != CUDA_SUCCESS)
+    rc = kvik__cuda_fail(r, "%s %s: cuCtxGetDevice (the stream's context)", op->fn, path);
+  else if (sdev != mi->device ||
+           (mi->kind == KVIK_MEM_DEVICE && !mi->pool && mi->ctx && mi->ctx != sctx))
+    rc = kvik__err(KVIK_EINVAL,
+                   "%s %s: the buffer %p is memory of device %d%s, the stream belongs to a "
+                   "context of device %d: the copy kernels run on the stream",
+                   op->fn, path, (void *)op->base, mi->device,
+                   sdev == mi->device ? " in another context" : "", (int)sdev);
+  else
+    rc = module_get(cu, sctx, m);
+  if (push) {
+    CUcontext dummy;
+    cu->cuCtxPopCurrent_v2(&dummy);
+  }
+  if (rc)
+    return rc;
+  op->device = true;
+  op->sctx = sctx;
+  if (mi->range_known)
+    op->alloc_end = (uintptr_t)(mi->base + mi->alloc_size);
+  return 0;
 }
 
 /* kvik's own stream ordering (see the top of this file). Takes over op. *runs is set when the
  * call fails but the operation will still run (and complete its future). */
 static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstream stream,
-                        const char *fn, bool *runs) {
+                        bool *runs) {
   const char *path = kvik_file_path(op->f);
+  const char *fn = op->fn;
   if (kvik__config_ready() == 0 && !kvik__cfg_u64(KVIK_CFG_STREAM_FALLBACK)) {
     sop_unref(op);
     return kvik__err(KVIK_EUNSUPPORTED,
-                     "%s %s: GDS does not serve this file, and kvik's own stream ordering is off: "
-                     "it hung on a real GPU in testing (docs/cufile.md); KVIK_STREAM_FALLBACK=1 "
-                     "turns it on",
+                     "%s %s: GDS does not serve this file, and kvik's own stream ordering is "
+                     "turned off (KVIK_STREAM_FALLBACK=0)",
                      fn, path);
   }
   pthread_once(&memops_once, memops_probe);
@@ -432,38 +814,67 @@ static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstrea
     sop_unref(op);
     return kvik__err(KVIK_EUNSUPPORTED,
                      "%s %s: kvik's stream ordering needs the GPU to wait on memory from a "
-                     "stream, and %s",
+                     "stream and to run its copy kernels, and %s",
                      fn, path, memops_why);
   }
   int rc = kvik__file_pool(op->f, &op->pool);
-  /* Everything the worker will need from CUDA is made here, on the enqueuing thread. */
   struct kvik__mem_info mi;
-  CUcontext ctx;
+  const struct module *m = NULL;
   if (rc == 0 && (rc = kvik__mem_query((const void *)op->base, 1, &mi)) == 0 &&
-      kvik__mem_is_device(mi.kind) && (rc = kvik__mem_ctx(&mi, &ctx)) == 0)
-    rc = lane_get(cu, ctx, &op->lane);
-  if (rc == 0 && (rc = slot_get(cu, &op->slot)) == 0)
-    op->gen = __atomic_load_n(op->slot->host, __ATOMIC_ACQUIRE) + 1;
+      kvik__mem_is_device(mi.kind))
+    rc = prepare_device(cu, op, stream, &mi, &m);
+  if (rc == 0)
+    rc = ctl_get(cu, &op->ctl);
+  if (rc == 0 && op->device)
+    rc = stage_use(cu, stream, op->sctx, &op->user);
   if (rc) {
+    if (op->user)
+      stage_unuse(op->user);
+    if (op->ctl)
+      ctl_put(op->ctl);
     sop_unref(op);
     return rc;
   }
-  atomic_fetch_add(&op->refs, 1); /* the host function's */
-  CUresult r = cu->cuLaunchHostFunc(stream, trigger, op);
+  op->fds = *kvik__file_fds(op->f);
+  /* Buffered I/O: opportunistic O_DIRECT may take a bounce buffer, and a page-locked allocation
+   * is an implicit synchronization point of the device, which a worker must never meet while a
+   * stream waits for it. */
+  op->fds.fd_direct = -1;
+  op->fds.direct_read = op->fds.direct_write = false;
+  op->max = *op->size_p;
+  op->chunk = op->device ? CHUNK : (size_t)KVIK_MAX(kvik__cfg_u64(KVIK_CFG_TASK_SIZE), 1);
+  op->nmax = op->device && op->max ? (op->max - 1) / CHUNK + 1 : 0;
+  atomic_fetch_add(&op->refs, 2); /* start's and end's */
+  CUresult r = cu->cuLaunchHostFunc(stream, start, op);
   if (r != CUDA_SUCCESS) {
-    atomic_fetch_sub(&op->refs, 1);
-    slot_put(op->slot);
+    atomic_fetch_sub(&op->refs, 2);
+    if (op->user)
+      stage_unuse(op->user);
+    ctl_put(op->ctl);
     sop_unref(op);
     return kvik__cuda_fail(r, "%s %s: cuLaunchHostFunc", fn, path);
   }
-  r = cu->cuStreamWaitValue32_v2(stream, op->slot->dev, op->gen, CU_STREAM_WAIT_VALUE_GEQ);
+  const char *what = NULL;
+  if (op->device)
+    r = enqueue_chunks(cu, op, m, stream, &what);
+  if (r == CUDA_SUCCESS && (op->write || !op->device)) {
+    what = "cuStreamWaitValue32_v2";
+    r = cu->cuStreamWaitValue32_v2(stream, op->ctl->dev + offsetof(struct kvik_so_ctl, done), 1,
+                                   CU_STREAM_WAIT_VALUE_GEQ);
+  }
+  if (r == CUDA_SUCCESS) {
+    what = "cuLaunchHostFunc";
+    r = cu->cuLaunchHostFunc(stream, end, op);
+  }
   if (r != CUDA_SUCCESS) {
-    /* The host function is enqueued: cancel the operation unless it has started already. */
-    rc = kvik__cuda_fail(r, "%s %s: cuStreamWaitValue32_v2", fn, path);
-    int expected = OWN_NONE;
-    *runs = !atomic_compare_exchange_strong(&op->owner, &expected, OWN_CANCEL);
+    rc = kvik__cuda_fail(r, "%s %s: %s", fn, path, what);
+    char msg[KVIK_ERRMSG_MAX];
+    snprintf(msg, sizeof msg, "%s", kvik_last_error());
+    abandon(op, runs);
+    *op->bytes_p = rc;
+    sop_unref(op); /* end's: it was never enqueued */
     sop_unref(op);
-    return rc;
+    return kvik__err_set(rc, msg);
   }
   sop_unref(op);
   return 0;
@@ -575,6 +986,7 @@ static int enqueue(kvik_file *f, bool write, const void *base, size_t *size_p, i
   if (!op)
     return kvik__err(-ENOMEM, "%s: out of memory", fn);
   op->f = f;
+  op->fn = fn;
   op->write = write;
   op->base = (uintptr_t)base;
   if (out) {
@@ -598,7 +1010,7 @@ static int enqueue(kvik_file *f, bool write, const void *base, size_t *size_p, i
   bool runs = false;
   rc = enqueue_cufile(cu, op, stream, fn);
   if (rc == 0)
-    rc = enqueue_kvik(cu, op, stream, fn, &runs);
+    rc = enqueue_kvik(cu, op, stream, &runs);
   else if (rc > 0)
     rc = 0;
   if (out) {

@@ -61,7 +61,7 @@ static const struct setting table[KVIK_CFG_COUNT] = {
     [KVIK_CFG_LOG_FILE] = {"KVIKIO_LOG_FILE", NULL, KVIK_CFG_TYPE_STRING, 0, 0, 0, ""},
     [KVIK_CFG_PREFER_CUFILE_COMPAT] = {"KVIK_PREFER_CUFILE_COMPAT", NULL, KVIK_CFG_TYPE_BOOL, 0,
                                        0, 1, NULL},
-    [KVIK_CFG_STREAM_FALLBACK] = {"KVIK_STREAM_FALLBACK", NULL, KVIK_CFG_TYPE_BOOL, 0, 0, 1,
+    [KVIK_CFG_STREAM_FALLBACK] = {"KVIK_STREAM_FALLBACK", NULL, KVIK_CFG_TYPE_BOOL, 1, 0, 1,
                                   NULL},
 };
 

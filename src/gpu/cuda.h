@@ -39,6 +39,8 @@ typedef struct CUuuid_st {
   char bytes[16];
 } CUuuid;
 typedef void (*CUhostFn)(void *userData);
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
 
 #define KVIK__CU_ENUM_ITEM(name, value) name = value,
 

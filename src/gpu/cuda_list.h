@@ -133,6 +133,8 @@
   X(CUevent, 8)                                                                                    \
   X(CUmemoryPool, 8)                                                                               \
   X(CUhostFn, 8)                                                                                   \
+  X(CUmodule, 8)                                                                                   \
+  X(CUfunction, 8)                                                                                 \
   X(CUuuid, 16)
 
 /* Struct fields kvik reads: X(type, field, offset). */
@@ -205,6 +207,13 @@
   X(1, cuEventRecord, (CUevent hEvent, CUstream hStream))                                          \
   X(1, cuEventSynchronize, (CUevent hEvent))                                                       \
   X(1, cuEventQuery, (CUevent hEvent))                                                             \
-  X(1, cuLaunchHostFunc, (CUstream hStream, CUhostFn fn, void *userData))
+  X(1, cuLaunchHostFunc, (CUstream hStream, CUhostFn fn, void *userData))                         \
+  X(0, cuStreamGetCtx, (CUstream hStream, CUcontext * pctx))                                       \
+  X(0, cuModuleLoadData, (CUmodule * module, const void *image))                                   \
+  X(0, cuModuleGetFunction, (CUfunction * hfunc, CUmodule hmod, const char *name))                 \
+  X(0, cuLaunchKernel,                                                                             \
+    (CUfunction f, unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,            \
+     unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,                       \
+     unsigned int sharedMemBytes, CUstream hStream, void **kernelParams, void **extra))
 
 #endif

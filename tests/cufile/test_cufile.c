@@ -899,6 +899,10 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
   CT_CU(cu.cuMemsetD8_v2(d, 0, n + 4096));
   if (!g_real)
     fc.set("delay_us", 3000);
+  /* kvik's path must not need another stream while the caller's waits (it hung on a GPU that
+   * way): the fake's streams share one queue that a waiting stream holds. */
+  if (!g_real && fi.path != KVIK_PATH_GDS)
+    fc.set("one_queue", 1);
   long async_calls = g_real ? 0 : ff.calls("cuFileWriteAsync");
   /* write: memset 0x5a (before) -> write_async -> memset 0x11 (after) */
   CT_CU(cu.cuMemsetD8Async(d, 0x5a, n, s));
@@ -912,13 +916,13 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
   uint8_t *h = t_alloc_aligned(n + 4096);
   ASSERT_CODE(t_read_file(path, h, n, 4096), (long long)n);
   ASSERT_FILLED(h, n, 0x5a, "file after write_async (the memset before it)");
-  /* GDS files use cuFile's stream API; the others kvik's own ordering, whose worker copies on a
-   * non-blocking stream of the greatest priority. */
+  /* GDS files use cuFile's stream API; the others kvik's own ordering, whose copy kernels run
+   * on the caller's stream. */
   if (!g_real && fi.path == KVIK_PATH_GDS)
     assert_int_equal(ff.calls("cuFileWriteAsync"), async_calls + 1);
   if (!g_real && fi.path != KVIK_PATH_GDS) {
     assert_int_equal(ff.calls("cuFileWriteAsync"), async_calls);
-    assert_true(fc.calls("cuStreamCreateWithPriority") > 0);
+    assert_true(fc.calls("cuLaunchKernel") > 0);
   }
   /* read: memset 0 -> read_async -> copy to host -> memset 0x22 */
   t_write_pattern_file(path, n + 8192, 21);
@@ -934,10 +938,11 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
   assert_int_equal(bytes, (ssize_t)n);
   ASSERT_PATTERN(h, n, 100, 21, "host copy after read_async");
   /* Arguments are read when the stream reaches the operation: hold the stream, enqueue with
-   * placeholders, then set the real values. */
+   * placeholders (the size: the most the operation may move, as cuFile asks), then set the real
+   * values. */
   struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
   CT_CU(cu.cuLaunchHostFunc(s, gate_fn, &g));
-  size = 1;
+  size = 3 * 65536;
   foff = 0;
   boff = 0;
   bytes = -12345;
@@ -951,6 +956,18 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
   CT_CU(cu.cuStreamSynchronize(s));
   assert_int_equal(bytes, 65536);
   ASSERT_PATTERN(h, 65536, 777, 21, "read_async with arguments set after the enqueue");
+  /* A size larger when the stream gets there than at the enqueue: an error in the result
+   * (kvik's path: the operation was prepared for the smaller one; cuFile's: its own check). */
+  if (fi.path != KVIK_PATH_GDS) {
+    g.open = false;
+    CT_CU(cu.cuLaunchHostFunc(s, gate_fn, &g));
+    size = 4096;
+    ASSERT_CODE(kvik_file_read_async(f, dp(d), &size, &foff, &boff, &bytes, s), 0);
+    size = 2 * 4096 * 1024 + 1;
+    gate_open(&g);
+    CT_CU(cu.cuStreamSynchronize(s));
+    assert_int_equal(bytes, KVIK_EINVAL);
+  }
   /* Across end of file: short count; past it: 0. */
   size = 8192;
   foff = (int64_t)(n + 8192 - 100);
@@ -1005,8 +1022,10 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
   ASSERT_CODE(kvik_file_read_async_future(f, dp(d), 2 * n, 0, s, &fut), 0);
   assert_true(kvik_future_wait(fut) < 0); /* past the allocation, reported */
   CT_CU(cu.cuStreamSynchronize(s));
-  if (!g_real)
+  if (!g_real) {
     fc.set("delay_us", 0);
+    fc.set("one_queue", 0);
+  }
   CT_CU(cu.cuStreamDestroy_v2(s));
   CT_CU(cu.cuCtxPopCurrent_v2(&c));
   kvik_file_close(f);
@@ -1054,25 +1073,27 @@ static void async_bad(void **state) {
   ASSERT_CODE(kvik_file_read_async(wo, dp(d), &size, &foff, &boff, NULL, NULL), KVIK_EINVAL);
   ASSERT_CODE(kvik_file_read_async_future(wo, dp(d), 4096, 0, NULL, NULL), KVIK_EINVAL);
   ASSERT_CODE(kvik_file_read_async(NULL, dp(d), &size, &foff, &boff, &bytes, NULL), KVIK_EINVAL);
+  /* The default stream of no context at all: CUDA's error, nothing enqueued. */
+  if (!g_real) {
+    ASSERT_CODE(kvik_file_read_async(wo, dp(d), &size, &foff, &boff, &bytes, NULL), KVIK_ECUDA);
+    ASSERT_CONTAINS(kvik_last_error(), "cuStreamGetCtx");
+  }
+  CUcontext c;
+  CT_CU(cu.cuCtxPushCurrent_v2(ctx0));
   if (!g_real) {
     /* The stream refusing the host function: nothing enqueued, the code returned. */
     fc.fail_after("cuLaunchHostFunc", 0, CUDA_ERROR_INVALID_HANDLE);
     ASSERT_CODE(kvik_file_read_async(wo, dp(d), &size, &foff, &boff, &bytes, NULL), KVIK_ECUDA);
     ASSERT_CONTAINS(kvik_last_error(), "cuLaunchHostFunc");
-    /* The wait refused after the host function was enqueued: it is canceled, no I/O. */
+    /* The wait refused after the host function was enqueued: the code, and the future has it. */
     fc.fail_after("cuStreamWaitValue32_v2", 0, CUDA_ERROR_NOT_SUPPORTED);
-    bytes = -777;
     ASSERT_CODE(kvik_file_read_async_future(wo, dp(d), 4096, 0, NULL, &fut), KVIK_ECUDA);
     ASSERT_CONTAINS(kvik_last_error(), "cuStreamWaitValue32_v2");
-    CUcontext c;
-    CT_CU(cu.cuCtxPushCurrent_v2(ctx0));
+    assert_null(fut);
     CT_CU(cu.cuStreamSynchronize(NULL));
-    CT_CU(cu.cuCtxPopCurrent_v2(&c));
     fc.fail_clear();
   }
   /* The default stream works too. */
-  CUcontext c;
-  CT_CU(cu.cuCtxPushCurrent_v2(ctx0));
   bytes = 0;
   ASSERT_CODE(kvik_file_read_async(wo, dp(d), &size, &foff, &boff, &bytes, NULL), 0);
   CT_CU(cu.cuStreamSynchronize(NULL));
@@ -1081,6 +1102,169 @@ static void async_bad(void **state) {
   kvik_file_close(ro);
   kvik_file_close(wo);
   dfree(d);
+  free(path);
+}
+
+/* kvik's stream ordering when CUDA refuses part of an operation, when the stream and the buffer
+ * do not match, when the kernels cannot load, and with operations in flight on many streams that
+ * share one hardware queue. */
+static void async_faults(void **state) {
+  (void)state;
+  FAKE_ONLY();
+  set_mode(M_COMPAT, -1);
+  size_t n = 9 * 1024 * 1024 + 5; /* three chunks */
+  char *path = new_path();
+  t_write_pattern_file(path, n + 4096, 31);
+  kvik_file *f = open_mode(path, "r+", KVIK_COMPAT_ON, 0);
+  CUdeviceptr d = dalloc(n);
+  uint8_t *h = t_alloc_aligned(n);
+  CUstream s;
+  CUcontext c;
+  CT_CU(cu.cuCtxPushCurrent_v2(ctx0));
+  CT_CU(cu.cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+  fc.set("one_queue", 1);
+  struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+  size_t size = n;
+  int64_t foff = 0, boff = 0;
+  ssize_t bytes = 0;
+
+  /* The first operation makes kvik's pinned memory, which may wait for the device: not while
+   * the test holds a stream. */
+  ASSERT_CODE(kvik_file_read_async(f, dp(d), &size, &foff, &boff, &bytes, s), 0);
+  CT_CU(cu.cuStreamSynchronize(s));
+  assert_int_equal(bytes, (ssize_t)n);
+  /* The second kernel refused while the stream is held before the operation: the code, in the
+   * result too; the stream passes what was enqueued; no byte moved, in memory or in the file. */
+  CT_CU(cu.cuMemsetD8_v2(d, 0x77, n));
+  CT_CU(cu.cuLaunchHostFunc(s, gate_fn, &g));
+  fc.fail_after("cuLaunchKernel", 1, CUDA_ERROR_LAUNCH_FAILED);
+  ASSERT_CODE(kvik_file_read_async(f, dp(d), &size, &foff, &boff, &bytes, s), KVIK_ECUDA);
+  ASSERT_CONTAINS(kvik_last_error(), "cuLaunchKernel");
+  assert_int_equal(bytes, KVIK_ECUDA);
+  fc.fail_after("cuStreamWriteValue32_v2", 2, CUDA_ERROR_LAUNCH_FAILED);
+  ASSERT_CODE(kvik_file_write_async(f, dp(d), &size, &foff, &boff, &bytes, s), KVIK_ECUDA);
+  ASSERT_CONTAINS(kvik_last_error(), "cuStreamWriteValue32_v2");
+  gate_open(&g);
+  CT_CU(cu.cuStreamSynchronize(s));
+  d2h(h, d, n);
+  ASSERT_FILLED(h, n, 0x77, "buffer after a read whose enqueue failed");
+  ASSERT_CODE(t_read_file(path, h, n, 0), (long long)n);
+  ASSERT_PATTERN(h, n, 0, 31, "file after a write whose enqueue failed");
+
+  /* The same with the operation already running: it stops early, and nothing hangs. */
+  fc.fail_after("cuLaunchKernel", 2, CUDA_ERROR_LAUNCH_FAILED);
+  ASSERT_CODE(kvik_file_read_async(f, dp(d), &size, &foff, &boff, &bytes, s), KVIK_ECUDA);
+  fc.fail_after("cuLaunchHostFunc", 1, CUDA_ERROR_LAUNCH_FAILED); /* `end` */
+  ASSERT_CODE(kvik_file_read_async(f, dp(d), &size, &foff, &boff, &bytes, s), KVIK_ECUDA);
+  CT_CU(cu.cuStreamSynchronize(s));
+  fc.fail_clear();
+
+  /* A kernel that fails on the GPU: the stream's error, as for any kernel. */
+  fc.fail_after("exec:kernel", 0, CUDA_ERROR_ILLEGAL_ADDRESS);
+  ASSERT_CODE(kvik_file_read_async(f, dp(d), &size, &foff, &boff, &bytes, s), 0);
+  assert_int_equal(cu.cuStreamSynchronize(s), CUDA_ERROR_ILLEGAL_ADDRESS);
+  fc.fail_clear();
+
+  /* Then it works, and a write of what was read gives the file back. */
+  ASSERT_CODE(kvik_file_read_async(f, dp(d), &size, &foff, &boff, &bytes, s), 0);
+  CT_CU(cu.cuStreamSynchronize(s));
+  assert_int_equal(bytes, (ssize_t)n);
+  d2h(h, d, n);
+  ASSERT_PATTERN(h, n, 0, 31, "read after the failures");
+
+  /* A stream of another device than the buffer's. */
+  CUcontext ctx1;
+  CUstream s1;
+  CT_CU(cu.cuDevicePrimaryCtxRetain(&ctx1, 1));
+  CT_CU(cu.cuCtxPushCurrent_v2(ctx1));
+  CT_CU(cu.cuStreamCreate(&s1, CU_STREAM_NON_BLOCKING));
+  ASSERT_CODE(kvik_file_read_async(f, dp(d), &size, &foff, &boff, &bytes, s1), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), "memory of device 0");
+  ASSERT_CONTAINS(kvik_last_error(), "context of device 1");
+  CT_CU(cu.cuStreamDestroy_v2(s1));
+  CT_CU(cu.cuCtxPopCurrent_v2(&c));
+  CT_CU(cu.cuDevicePrimaryCtxRelease_v2(1));
+
+  /* A context whose kernels cannot load: the driver's error, naming the call; then they load. */
+  CUcontext own;
+  CUstream so;
+  CUdeviceptr dd;
+  CT_CU(cu.cuCtxCreate_v4(&own, NULL, 0, 0));
+  CT_CU(cu.cuStreamCreate(&so, CU_STREAM_NON_BLOCKING));
+  CT_CU(cu.cuMemAlloc_v2(&dd, 65536));
+  size_t sz = 65536;
+  fc.fail_after("cuModuleLoadData", 0, CUDA_ERROR_NOT_SUPPORTED);
+  ASSERT_CODE(kvik_file_read_async(f, dp(dd), &sz, &foff, &boff, &bytes, so), KVIK_ECUDA);
+  ASSERT_CONTAINS(kvik_last_error(), "cuModuleLoadData");
+  ASSERT_CODE(kvik_file_read_async(f, dp(dd), &sz, &foff, &boff, &bytes, so), 0);
+  CT_CU(cu.cuStreamSynchronize(so));
+  assert_int_equal(bytes, 65536);
+  CT_CU(cu.cuMemcpyDtoH_v2(h, dd, 65536));
+  ASSERT_PATTERN(h, 65536, 0, 31, "read in a created context");
+  CT_CU(cu.cuMemFree_v2(dd));
+  CT_CU(cu.cuStreamDestroy_v2(so));
+  CT_CU(cu.cuCtxDestroy_v2(own));
+
+  /* Turned off: KVIK_EUNSUPPORTED, saying how to turn it on. */
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_STREAM_FALLBACK, 0), 0);
+  ASSERT_CODE(kvik_file_read_async(f, dp(d), &size, &foff, &boff, &bytes, s), KVIK_EUNSUPPORTED);
+  ASSERT_CONTAINS(kvik_last_error(), "KVIK_STREAM_FALLBACK=0");
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_STREAM_FALLBACK, 1), 0);
+
+  /* Device operations in flight on six streams at once (a staging set each: none may wait for
+   * another stream's, whose work can sit behind its wait in the one queue), and host memory
+   * (pageable) beside them; every stream held until all are enqueued. The first use of a stream
+   * beside the others makes its staging set, a page-locked allocation that waits for every
+   * stream in the fake: here the allocations may not wait (they would wait for the held
+   * streams), which a real driver need not do either. */
+  fc.set("alloc_syncs", 0);
+  enum { NSTREAMS = 6 };
+  CUstream ss[NSTREAMS];
+  CUdeviceptr bufs[NSTREAMS];
+  size_t szs[NSTREAMS];
+  int64_t fos[NSTREAMS], bos[NSTREAMS];
+  ssize_t bys[NSTREAMS];
+  struct gate gs = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+  uint8_t *hh = t_alloc_aligned(n);
+  for (int i = 0; i < NSTREAMS; i++) { /* allocations first: they wait for every stream */
+    CT_CU(cu.cuStreamCreate(&ss[i], CU_STREAM_NON_BLOCKING));
+    CT_CU(cu.cuMemAlloc_v2(&bufs[i], n));
+  }
+  for (int i = 0; i < NSTREAMS; i++) {
+    CT_CU(cu.cuLaunchHostFunc(ss[i], gate_fn, &gs));
+    szs[i] = n - (size_t)i * 1000;
+    fos[i] = i * 7;
+    bos[i] = i;
+    bys[i] = -1;
+    ASSERT_CODE(
+        kvik_file_read_async(f, dp(bufs[i]), &szs[i], &fos[i], &bos[i], &bys[i], ss[i]), 0);
+  }
+  size_t hsize = n;
+  int64_t hfoff = 11, hboff = 0;
+  ssize_t hbytes = -1;
+  ASSERT_CODE(kvik_file_read_async(f, hh, &hsize, &hfoff, &hboff, &hbytes, s), 0);
+  gate_open(&gs);
+  CT_CU(cu.cuStreamSynchronize(s));
+  assert_int_equal(hbytes, (ssize_t)n);
+  ASSERT_PATTERN(hh, n, 11, 31, "read_async into pageable host memory");
+  for (int i = 0; i < NSTREAMS; i++) {
+    CT_CU(cu.cuStreamSynchronize(ss[i]));
+    assert_int_equal(bys[i], (ssize_t)szs[i]);
+    memset(h, 0, n);
+    CT_CU(cu.cuMemcpyDtoH_v2(h, bufs[i] + (CUdeviceptr)i, szs[i]));
+    ASSERT_PATTERN(h, szs[i], (uint64_t)i * 7, 31, "one of six reads in flight");
+    CT_CU(cu.cuMemFree_v2(bufs[i]));
+    CT_CU(cu.cuStreamDestroy_v2(ss[i]));
+  }
+  fc.set("one_queue", 0);
+  fc.set("alloc_syncs", 1);
+  CT_CU(cu.cuStreamDestroy_v2(s));
+  CT_CU(cu.cuCtxPopCurrent_v2(&c));
+  kvik_file_close(f);
+  dfree(d);
+  free(h);
+  free(hh);
+  unlink(path);
   free(path);
 }
 
@@ -1456,6 +1640,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(async_cufile_compat),
       cmocka_unit_test(async_gds),
       cmocka_unit_test(async_bad),
+      cmocka_unit_test(async_faults),
       cmocka_unit_test(misc_stream_register),
       cmocka_unit_test(misc_exit),
   };

@@ -8,6 +8,7 @@
  * has its own mu/cv for its queue. No code holds g_lock and a stream lock at once, and no
  * user callback (host function) runs under either. */
 #include "gpu/cuda.h"
+#include "gpu/so_ctl.h"
 
 #include "fake_cuda.h"
 
@@ -44,6 +45,7 @@ EXPORT int fake_cuda_backing(uintptr_t addr, size_t n, void **out);
 #define EVENT_MAGIC 0x76657466u  /* "ftev" */
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t hw_queue = PTHREAD_MUTEX_INITIALIZER; /* option "one_queue" */
 static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
 
 /* ---- options and environment ------------------------------------------------------------- */
@@ -57,6 +59,7 @@ static long opt_range_attrs = 1, opt_mempool_attr = 1, opt_pool_address_range = 
 static long opt_pinned_limit = 0;
 static long opt_stream_mem_ops = 1;
 static atomic_long opt_alloc_syncs;
+static atomic_long opt_one_queue;
 
 /* ---- call counting and failure injection ------------------------------------------------- */
 
@@ -284,7 +287,8 @@ enum op_kind {
   OP_WAIT_EVENT,
   OP_WAIT_VALUE,
   OP_WRITE_VALUE,
-  OP_FREE
+  OP_FREE,
+  OP_KERNEL
 };
 
 struct op {
@@ -299,6 +303,10 @@ struct op {
   unsigned long long gen;
   cuuint32_t value;
   unsigned flags;
+  int kernel;           /* OP_KERNEL: which of kvik's copy kernels (KERNEL_*)  */
+  uintptr_t kctl, kbase; /* its parameters, as captured at the launch          */
+  unsigned kslot;
+  long long kindex;
 };
 
 struct CUevent_st {
@@ -348,6 +356,39 @@ static bool wait_value_met(cuuint32_t v, cuuint32_t value, unsigned flags) {
   case CU_STREAM_WAIT_VALUE_AND: return (v & value) != 0;
   default: /* NOR */ return ~(v | value) != 0;
   }
+}
+
+/* kvik's copy kernels (src/gpu/so_kernels.cu), done on the CPU from the same control block. */
+enum { KERNEL_SO_READ = 1, KERNEL_SO_WRITE = 2 };
+
+static CUresult run_kernel(const struct op *o) {
+  CUresult r = rule_check("exec:kernel");
+  char *cp = NULL;
+  if (r == CUDA_SUCCESS)
+    r = translate(o->kctl, sizeof(struct kvik_so_ctl), false, &cp);
+  if (r != CUDA_SUCCESS)
+    return r;
+  const volatile struct kvik_so_ctl *c = (const volatile struct kvik_so_ctl *)(void *)cp;
+  long long chunk = (long long)c->chunk, at = o->kindex * chunk;
+  long long n = c->size - at;
+  if (n > chunk)
+    n = chunk;
+  uintptr_t buf = o->kbase + (uintptr_t)c->boff + (uintptr_t)at;
+  uintptr_t slot = (uintptr_t)c->stage + o->kslot * (uintptr_t)(chunk + KVIK_SO_SLOT_PAD) +
+                   (buf & 15);
+  if (o->kernel == KERNEL_SO_READ && c->len[o->kslot] < n)
+    n = c->len[o->kslot];
+  if (n <= 0)
+    return CUDA_SUCCESS;
+  char *b = NULL, *sl = NULL;
+  if (translate(buf, (size_t)n, false, &b) != CUDA_SUCCESS ||
+      translate(slot, (size_t)n, false, &sl) != CUDA_SUCCESS)
+    return CUDA_ERROR_ILLEGAL_ADDRESS;
+  if (o->kernel == KERNEL_SO_READ)
+    memcpy(b, sl, (size_t)n);
+  else
+    memcpy(sl, b, (size_t)n);
+  return CUDA_SUCCESS;
 }
 
 static CUresult run_op(struct CUstream_st *s, struct op *o) {
@@ -412,6 +453,7 @@ static CUresult run_op(struct CUstream_st *s, struct op *o) {
       __atomic_store_n((cuuint32_t *)(void *)d, o->value, __ATOMIC_RELEASE);
     break;
   case OP_FREE: r = free_device(o->dst); break;
+  case OP_KERNEL: r = run_kernel(o); break;
   }
   return r;
 }
@@ -426,7 +468,15 @@ static void *stream_main(void *arg) {
       break;
     struct op *o = s->head;
     pthread_mutex_unlock(&s->mu);
+    /* "one_queue": every stream feeds one hardware queue, and a wait on memory holds it (CUDA's
+     * scheduler cannot see what a stream memory operation waits for). Host functions run on the
+     * driver's own thread, and event waits are known to the scheduler: neither holds it. */
+    bool hold = atomic_load(&opt_one_queue) && o->kind != OP_HOSTFN && o->kind != OP_WAIT_EVENT;
+    if (hold)
+      pthread_mutex_lock(&hw_queue);
     CUresult r = run_op(s, o);
+    if (hold)
+      pthread_mutex_unlock(&hw_queue);
     pthread_mutex_lock(&s->mu);
     s->head = o->next;
     if (!s->head)
@@ -648,6 +698,8 @@ int fake_cuda_set(const char *option, long value) {
     opt_stream_mem_ops = value;
   else if (strcmp(option, "alloc_syncs") == 0)
     atomic_store(&opt_alloc_syncs, value);
+  else if (strcmp(option, "one_queue") == 0)
+    atomic_store(&opt_one_queue, value);
   else
     rc = -1;
   pthread_mutex_unlock(&g_lock);
@@ -1592,6 +1644,110 @@ CUresult cuLaunchHostFunc(CUstream hStream, CUhostFn fn, void *userData) {
   if (!fn)
     return CUDA_ERROR_INVALID_VALUE;
   return enqueue(hStream, (struct op){.kind = OP_HOSTFN, .fn = fn, .data = userData});
+}
+
+CUresult cuStreamGetCtx(CUstream hStream, CUcontext *pctx) {
+  CUresult e = enter(FN_cuStreamGetCtx, true);
+  if (e != CUDA_SUCCESS)
+    return e;
+  if (!pctx)
+    return CUDA_ERROR_INVALID_VALUE;
+  struct CUstream_st *s = stream_of(hStream);
+  if (!s)
+    return CUDA_ERROR_INVALID_HANDLE;
+  CUcontext c = s == &null_stream ? current() : s->ctx;
+  if (!c)
+    return CUDA_ERROR_INVALID_CONTEXT;
+  *pctx = c;
+  return CUDA_SUCCESS;
+}
+
+/* ---- modules: kvik's copy kernels only --------------------------------------------------- */
+
+#define MODULE_MAGIC 0x646f6d66u /* "fmod" */
+struct CUmod_st {
+  unsigned magic;
+  CUcontext ctx;
+};
+struct CUfunc_st {
+  int kernel;
+  struct CUmod_st *mod;
+  struct CUfunc_st *next;
+};
+static struct CUfunc_st *functions; /* g_lock; kept for the process life, like modules */
+
+/* Takes PTX text that declares at least one entry; the kernels it can run are kvik's. */
+CUresult cuModuleLoadData(CUmodule *module, const void *image) {
+  CUresult e = enter(FN_cuModuleLoadData, true);
+  if (e != CUDA_SUCCESS)
+    return e;
+  if (!module || !image)
+    return CUDA_ERROR_INVALID_VALUE;
+  CUcontext c = current();
+  if (!c)
+    return CUDA_ERROR_INVALID_CONTEXT;
+  const char *ptx = image;
+  if (!strstr(ptx, ".version ") || !strstr(ptx, ".entry "))
+    return CUDA_ERROR_INVALID_VALUE; /* the real driver says INVALID_IMAGE */
+  struct CUmod_st *m = calloc(1, sizeof *m);
+  if (!m)
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  m->magic = MODULE_MAGIC;
+  m->ctx = c;
+  *module = m;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name) {
+  CUresult e = enter(FN_cuModuleGetFunction, true);
+  if (e != CUDA_SUCCESS)
+    return e;
+  if (!hfunc || !name || !hmod || hmod->magic != MODULE_MAGIC)
+    return CUDA_ERROR_INVALID_VALUE;
+  int k = strcmp(name, "kvik_so_read") == 0    ? KERNEL_SO_READ
+          : strcmp(name, "kvik_so_write") == 0 ? KERNEL_SO_WRITE
+                                               : 0;
+  if (!k)
+    return CUDA_ERROR_NOT_FOUND;
+  struct CUfunc_st *f = calloc(1, sizeof *f);
+  if (!f)
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  f->kernel = k;
+  f->mod = hmod;
+  pthread_mutex_lock(&g_lock);
+  f->next = functions;
+  functions = f;
+  pthread_mutex_unlock(&g_lock);
+  *hfunc = f;
+  return CUDA_SUCCESS;
+}
+
+/* kvik's kernels take (control block, buffer base, slot, chunk index): 8, 8, 4 and 8 bytes. */
+CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
+                        unsigned int gridDimZ, unsigned int blockDimX, unsigned int blockDimY,
+                        unsigned int blockDimZ, unsigned int sharedMemBytes, CUstream hStream,
+                        void **kernelParams, void **extra) {
+  CUresult e = enter(FN_cuLaunchKernel, true);
+  if (e != CUDA_SUCCESS)
+    return e;
+  if (!f || !f->kernel || !kernelParams || extra || !gridDimX || !gridDimY || !gridDimZ ||
+      !blockDimX || !blockDimY || !blockDimZ || blockDimX * blockDimY * blockDimZ > 1024 ||
+      sharedMemBytes > 48 * 1024)
+    return CUDA_ERROR_INVALID_VALUE;
+  struct CUstream_st *s = stream_of(hStream);
+  if (!s)
+    return CUDA_ERROR_INVALID_HANDLE;
+  CUcontext c = s == &null_stream ? current() : s->ctx;
+  if (c != f->mod->ctx)
+    return CUDA_ERROR_INVALID_CONTEXT; /* the stream and the function in different contexts */
+  struct op o = {.kind = OP_KERNEL, .kernel = f->kernel};
+  memcpy(&o.kctl, kernelParams[0], 8);
+  memcpy(&o.kbase, kernelParams[1], 8);
+  memcpy(&o.kslot, kernelParams[2], 4);
+  memcpy(&o.kindex, kernelParams[3], 8);
+  if (o.kslot >= KVIK_SO_SLOTS || o.kindex < 0)
+    return CUDA_ERROR_INVALID_VALUE;
+  return enqueue(hStream, o);
 }
 
 /* ---- events ------------------------------------------------------------------------------ */

@@ -11,7 +11,9 @@
  * CPU crashes in tests as it would on a GPU. Freed device addresses stay reserved and
  * inaccessible. Managed and pinned memory are ordinary host memory. Each stream is a queue
  * run in order by its own thread, so copies, host functions, events and stream memory
- * operations complete asynchronously and in stream order. Contexts: one primary context per
+ * operations complete asynchronously and in stream order. Modules: cuModuleLoadData takes any
+ * PTX text, and the only kernels it runs are kvik's copy kernels (src/gpu/so_kernels.cu), done
+ * on the CPU from their control block. Contexts: one primary context per
  * device (retain/release counted), created contexts, a current-context stack per thread.
  *
  * Environment (read when the library loads):
@@ -32,7 +34,8 @@
  * the next `after` successful ones return err (times < 0: every later call). fn "exec:copy"
  * targets copies and memsets as the stream threads run them: the operation is skipped and the
  * error is reported by the next cuStreamSynchronize, cuStreamQuery or cuEventSynchronize on
- * that stream. Returns 0, or -1 when the rule table (16 rules) is full. */
+ * that stream; "exec:kernel" does the same to kvik's copy kernels. Returns 0, or -1 when the rule
+ * table (16 rules) is full. */
 typedef int (*fake_cuda_fail_fn)(const char *fn, long after, int err, long times);
 /* fake_cuda_fail(fn, n, err, 1). */
 typedef int (*fake_cuda_fail_after_fn)(const char *fn, long n, int err);
@@ -51,7 +54,10 @@ typedef long (*fake_cuda_live_fn)(const char *what);
  * 0: no limit; over it CUDA_ERROR_OUT_OF_MEMORY), "stream_mem_ops" (the value of
  * CU_DEVICE_ATTRIBUTE_CAN_USE_STREAM_MEM_OPS_V1, default 1), "alloc_syncs" (1: cuMemHostAlloc and
  * cuMemAlloc first wait until every stream is idle, the implicit synchronization CUDA documents
- * for allocations; default 0). Returns 0, or -1 for an unknown
+ * for allocations; default 0), "one_queue" (1: every stream feeds one hardware queue, and a
+ * stream waiting on memory (cuStreamWaitValue32) holds it, so no other stream's work runs until
+ * the wait passes: the worst case of CUDA's warning that an order made with stream memory
+ * operations is invisible to its scheduler; default 0). Returns 0, or -1 for an unknown
  * option. */
 typedef int (*fake_cuda_set_fn)(const char *option, long value);
 

@@ -99,7 +99,7 @@ echo "=== cufile: test_cufile against the real libraries"
 rm -f "$logs/cufile-tests.log"
 for part in misc path grid batch async; do
   t0=$SECONDS
-  TMPDIR=$data KVIK_TEST_REAL_CUDA=1 KVIK_STREAM_FALLBACK=1 timeout 60 stdbuf -oL "$build/tests/cufile/test_cufile" "${part}_*" \
+  TMPDIR=$data KVIK_TEST_REAL_CUDA=1 timeout 60 stdbuf -oL "$build/tests/cufile/test_cufile" "${part}_*" \
     >"$logs/cufile-tests-$part.log" 2>&1
   rc=$?
   cat "$logs/cufile-tests-$part.log" >>"$logs/cufile-tests.log"
@@ -118,7 +118,7 @@ if [[ -x $nvcc ]] && { "$nvcc" -O2 -arch=sm_90 -o "$build/cufile_kernel" "$root/
   -I"$root/include" -L"$build" -lkvik -Xlinker -rpath="$build" >"$logs/cufile-nvcc.log" 2>&1 ||
   "$nvcc" -O2 -o "$build/cufile_kernel" "$root/tests/gpu/cufile_kernel.cu" -I"$root/include" \
     -L"$build" -lkvik -Xlinker -rpath="$build" >>"$logs/cufile-nvcc.log" 2>&1; }; then
-  KVIK_STREAM_FALLBACK=1 timeout 60 "$build/cufile_kernel" "$data" 256 2>&1 | tee "$logs/cufile-kernel.log"
+  timeout 60 "$build/cufile_kernel" "$data" 256 2>&1 | tee "$logs/cufile-kernel.log"
   rc=${PIPESTATUS[0]}
   note "cufile_kernel: exit $rc: $(tail -1 "$logs/cufile-kernel.log")"
   ((rc == 0)) || fails+=(kernel)

@@ -1,0 +1,84 @@
+// Copy kernels of kvik's stream-ordered I/O (src/stream.c). kvik is built without CUDA: this file
+// is compiled to PTX by scripts/gen-ptx.sh, and the PTX is embedded in src/gpu/so_kernels_ptx.h,
+// which the library loads with cuModuleLoadData on first use. The test so_ptx_current checks,
+// wherever nvcc is found, that the embedded PTX is what this file compiles to.
+//
+// Why kernels: the operation's size and offsets are read when the stream reaches it (kvikio's
+// semantics), so a copy cannot be enqueued with them. These kernels read them from the control
+// block (src/gpu/so_ctl.h) instead, and run on the caller's stream, so the pool worker doing the
+// file I/O never touches the GPU.
+#include "so_ctl.h"
+
+// n bytes from src to dst, which have the same address modulo 16: head bytes, 16-byte words
+// (four in flight per thread, for reads of host memory over PCIe), tail bytes.
+__device__ static void copy(char *__restrict__ dst, const char *__restrict__ src, long long n) {
+  long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  long long nthreads = (long long)gridDim.x * blockDim.x;
+  long long head = (16 - ((unsigned long long)dst & 15)) & 15;
+  if (head > n)
+    head = n;
+  if (tid < head)
+    dst[tid] = src[tid];
+  long long words = (n - head) / 16;
+  uint4 *d = (uint4 *)(dst + head);
+  const uint4 *s = (const uint4 *)(src + head);
+  long long i = tid;
+  for (; i + 3 * nthreads < words; i += 4 * nthreads) {
+    uint4 a = s[i], b = s[i + nthreads], c = s[i + 2 * nthreads], e = s[i + 3 * nthreads];
+    d[i] = a;
+    d[i + nthreads] = b;
+    d[i + 2 * nthreads] = c;
+    d[i + 3 * nthreads] = e;
+  }
+  for (; i < words; i += nthreads)
+    d[i] = s[i];
+  long long tail = head + words * 16;
+  if (tid < n - tail)
+    dst[tail + tid] = src[tail + tid];
+}
+
+// Read: chunk `index` of the operation, from its staging slot into the buffer. The worker put
+// len[slot] bytes in the slot at the destination's offset modulo 16; chunks past the size (the
+// operation was enqueued for a larger one) copy nothing.
+extern "C" __global__ void kvik_so_read(const struct kvik_so_ctl *ctl, char *base, unsigned slot,
+                                        long long index) {
+  __shared__ long long n;
+  __shared__ char *dst;
+  __shared__ const char *src;
+  if (threadIdx.x == 0) {
+    const volatile struct kvik_so_ctl *c = ctl;
+    unsigned long long chunk = c->chunk;
+    long long at = index * (long long)chunk;
+    n = c->len[slot];
+    if (n > c->size - at)
+      n = c->size - at;
+    dst = base + c->boff + at;
+    src = (const char *)c->stage + slot * (chunk + KVIK_SO_SLOT_PAD) +
+          ((unsigned long long)dst & 15);
+  }
+  __syncthreads();
+  if (n > 0)
+    copy(dst, src, n);
+}
+
+// Write: chunk `index` of the operation, from the buffer into its staging slot, at the source's
+// offset modulo 16; the chunk's length follows from the size.
+extern "C" __global__ void kvik_so_write(const struct kvik_so_ctl *ctl, const char *base,
+                                         unsigned slot, long long index) {
+  __shared__ long long n;
+  __shared__ char *dst;
+  __shared__ const char *src;
+  if (threadIdx.x == 0) {
+    const volatile struct kvik_so_ctl *c = ctl;
+    long long chunk = (long long)c->chunk;
+    long long at = index * chunk;
+    n = c->size - at;
+    if (n > chunk)
+      n = chunk;
+    src = base + c->boff + at;
+    dst = (char *)c->stage + slot * (chunk + KVIK_SO_SLOT_PAD) + ((unsigned long long)src & 15);
+  }
+  __syncthreads();
+  if (n > 0)
+    copy(dst, src, n);
+}
