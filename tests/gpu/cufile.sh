@@ -128,6 +128,22 @@ else
   fails+=(kernel)
 fi
 
+echo "=== stream-ordered reads on kvik's path vs the synchronous device read (bench/async_read.cu)"
+if [[ -x $nvcc ]] && "$nvcc" -O2 -o "$build/async_read" "$root/bench/async_read.cu" -I"$root/include" \
+  -L"$build" -lkvik -Xlinker -rpath="$build" >"$logs/async-read-nvcc.log" 2>&1; then
+  f=$data/async-read.dat
+  dd if=/dev/zero of="$f" bs=16M count=128 status=none
+  timeout 120 "$build/async_read" "$f" 3 2>&1 | tee "$logs/async-read.log"
+  rc=${PIPESTATUS[0]}
+  rm -f "$f"
+  note "async_read ($card): exit $rc: $(tail -1 "$logs/async-read.log")"
+  ((rc == 0)) || fails+=(async_read)
+else
+  tail -20 "$logs/async-read-nvcc.log" 2>/dev/null
+  note "async_read: not built"
+  fails+=(async_read)
+fi
+
 echo "=== cufile: kvik bench --mem device --cache hot, compat AUTO vs OFF, $size"
 gb() { # the kvik read's GB/s from a JSON-lines file
   grep '"op":"read"' "$1" 2>/dev/null | grep '"engine":"kvik"' | sed -n 's/.*"gbps":\([0-9.]*\).*/\1/p' | head -1

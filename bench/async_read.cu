@@ -1,0 +1,112 @@
+// Stream-ordered reads on kvik's own path (files GDS does not serve) against kvik's synchronous
+// device read, on a hot file: how much the stream ordering costs. Built with nvcc and run by
+// tests/gpu/cufile.sh on the GPU machine; prints one line per engine and a summary line.
+//
+// usage: async_read FILE [REPEAT]      (FILE is read whole; use a file in the page cache)
+#include <cuda_runtime.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "kvik.h"
+
+#define CK(call)                                                                                   \
+  do {                                                                                             \
+    cudaError_t e_ = (call);                                                                       \
+    if (e_ != cudaSuccess) {                                                                       \
+      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));      \
+      exit(2);                                                                                     \
+    }                                                                                              \
+  } while (0)
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// The whole file in `ops` stream-ordered reads enqueued back to back on one stream; seconds from
+// the first enqueue to the end of the stream, or -1.
+static double async_pass(kvik_file *f, char *d, size_t n, int ops, cudaStream_t s) {
+  size_t part = (n + ops - 1) / ops;
+  size_t *sz = (size_t *)calloc(ops, sizeof *sz);
+  int64_t *fo = (int64_t *)calloc(ops, sizeof *fo), *bo = (int64_t *)calloc(ops, sizeof *bo);
+  ssize_t *by = (ssize_t *)calloc(ops, sizeof *by);
+  double t0 = now();
+  for (int i = 0; i < ops; i++) {
+    size_t at = (size_t)i * part;
+    sz[i] = at < n ? (n - at < part ? n - at : part) : 0;
+    fo[i] = bo[i] = (int64_t)at;
+    if (kvik_file_read_async(f, d, &sz[i], &fo[i], &bo[i], &by[i], (CUstream_st *)s) != 0) {
+      fprintf(stderr, "read_async: %s\n", kvik_last_error());
+      return -1;
+    }
+  }
+  CK(cudaStreamSynchronize(s));
+  double t = now() - t0;
+  size_t total = 0;
+  for (int i = 0; i < ops; i++) {
+    if (by[i] < 0) {
+      fprintf(stderr, "read_async %d: %zd\n", i, by[i]);
+      return -1;
+    }
+    total += (size_t)by[i];
+  }
+  free(sz);
+  free(fo);
+  free(bo);
+  free(by);
+  return total == n ? t : -1;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s FILE [REPEAT]\n", argv[0]);
+    return 2;
+  }
+  int repeat = argc > 2 ? atoi(argv[2]) : 3;
+  struct stat st;
+  if (stat(argv[1], &st) != 0) {
+    perror(argv[1]);
+    return 2;
+  }
+  size_t n = (size_t)st.st_size;
+  kvik_file *f = NULL;
+  if (kvik_file_open(&f, argv[1], "r", 0, KVIK_COMPAT_AUTO) != 0) {
+    fprintf(stderr, "open: %s\n", kvik_last_error());
+    return 2;
+  }
+  char *d;
+  CK(cudaMalloc(&d, n));
+  cudaStream_t s;
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  double gb = n / 1e9, best_sync = 1e30, best1 = 1e30, best16 = 1e30;
+  for (int r = 0; r < repeat + 1; r++) { // the first pass warms the cache and kvik's memory
+    double t0 = now();
+    ssize_t got = kvik_file_read(f, d, n, 0);
+    double t = now() - t0;
+    if (got != (ssize_t)n) {
+      fprintf(stderr, "kvik_file_read: %zd: %s\n", got, kvik_last_error());
+      return 1;
+    }
+    double t1 = async_pass(f, d, n, 1, s), t16 = async_pass(f, d, n, 16, s);
+    if (t1 < 0 || t16 < 0)
+      return 1;
+    if (r > 0) {
+      best_sync = t < best_sync ? t : best_sync;
+      best1 = t1 < best1 ? t1 : best1;
+      best16 = t16 < best16 ? t16 : best16;
+    }
+  }
+  printf("async_read: kvik_file_read (synchronous)          %7.2f GB/s\n", gb / best_sync);
+  printf("async_read: kvik_file_read_async, 1 operation     %7.2f GB/s\n", gb / best1);
+  printf("async_read: kvik_file_read_async, 16 operations   %7.2f GB/s\n", gb / best16);
+  printf("async_read: %.0f MiB hot, best of %d: async %.2f GB/s (1 op) = %.2f of the synchronous "
+         "read (%.2f GB/s)\n",
+         n / 1048576.0, repeat, gb / best1, best_sync / best1, gb / best_sync);
+  CK(cudaFree(d));
+  kvik_file_close(f);
+  return 0;
+}
