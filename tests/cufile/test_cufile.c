@@ -910,8 +910,10 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
   int64_t foff = 4096, boff = 0;
   ssize_t bytes = -12345;
   ASSERT_CODE(kvik_file_write_async(f, dp(d), &size, &foff, &boff, &bytes, s), 0);
+  print_message("# write_async enqueued\n");
   CT_CU(cu.cuMemsetD8Async(d, 0x11, n, s));
   CT_CU(cu.cuStreamSynchronize(s));
+  print_message("# write_async done: %zd\n", bytes);
   assert_int_equal(bytes, (ssize_t)n);
   uint8_t *h = t_alloc_aligned(n + 4096);
   ASSERT_CODE(t_read_file(path, h, n, 4096), (long long)n);
@@ -935,6 +937,7 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
   CT_CU(cu.cuMemcpyDtoHAsync_v2(h, d + 4096, n, s));
   CT_CU(cu.cuMemsetD8Async(d + 4096, 0x22, n, s));
   CT_CU(cu.cuStreamSynchronize(s));
+  print_message("# read_async done: %zd\n", bytes);
   assert_int_equal(bytes, (ssize_t)n);
   ASSERT_PATTERN(h, n, 100, 21, "host copy after read_async");
   /* Arguments are read when the stream reaches the operation: hold the stream, enqueue with
@@ -956,6 +959,7 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
   CT_CU(cu.cuStreamSynchronize(s));
   assert_int_equal(bytes, 65536);
   ASSERT_PATTERN(h, 65536, 777, 21, "read_async with arguments set after the enqueue");
+  print_message("# arguments set after the enqueue: done\n");
   /* A size larger when the stream gets there than at the enqueue: an error in the result
    * (kvik's path: the operation was prepared for the smaller one; cuFile's: its own check). */
   if (fi.path != KVIK_PATH_GDS) {
@@ -968,6 +972,7 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
     CT_CU(cu.cuStreamSynchronize(s));
     assert_int_equal(bytes, KVIK_EINVAL);
   }
+  print_message("# a size grown after the enqueue: done\n");
   /* Across end of file: short count; past it: 0. */
   size = 8192;
   foff = (int64_t)(n + 8192 - 100);
@@ -1006,6 +1011,7 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
   for (int i = 0; i < K; i++)
     assert_int_equal(by[i], 65536);
   ASSERT_PATTERN(h, 65536 * K, 3, 21, "24 reads in flight");
+  print_message("# 24 reads in flight: done\n");
   /* The future forms. */
   kvik_future *fut;
   ASSERT_CODE(kvik_file_read_async_future(f, dp(d), n, 5, s, &fut), 0);
