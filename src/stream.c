@@ -426,13 +426,17 @@ struct sop {
   _Atomic int live; /* tasks queued or running */
   atomic_bool started, abandoned;
   _Atomic int owner;
+  unsigned long id; /* for the debug log */
 };
+
+static _Atomic unsigned long op_ids;
 
 static struct sop *sop_new(void) {
   struct sop *op = kvik__calloc(1, sizeof *op);
   if (!op)
     return NULL;
   atomic_store(&op->refs, 1);
+  op->id = atomic_fetch_add(&op_ids, 1) + 1;
   return op;
 }
 
@@ -473,6 +477,7 @@ static uint32_t final_use(const struct sop *op, unsigned s) {
 
 /* Every chunk has moved (or failed): lets the stream pass `done`. */
 static void io_done(struct sop *op) {
+  kvik__log(KVIK_LOG_DEBUG, "stream-ordered op %lu: file I/O done", op->id);
   if (op->write || !op->device)
     flag_set(&op->ctl->host->done, 1);
 }
@@ -555,6 +560,7 @@ struct task {
   uint64_t c;
   bool have; /* c is claimed and not yet moved */
   bool lead; /* the first task: takes the staging set, opens flags, starts the others */
+  bool waited; /* logged that it waits */
 };
 
 static void task_main(void *arg);
@@ -581,8 +587,12 @@ static bool task_step(struct task *t) {
   struct sop *op = t->op;
   if (t->lead) {
     if (op->device && !atomic_load(&op->abandoned)) {
-      if (!(op->stage = stage_take()))
+      if (!(op->stage = stage_take())) {
+        if (!t->waited)
+          kvik__log(KVIK_LOG_DEBUG, "stream-ordered op %lu: waiting for a staging set", op->id);
+        t->waited = true;
         return false;
+      }
       op->ctl->host->stage = op->stage->dev;
     }
     t->lead = false;
@@ -598,8 +608,14 @@ static bool task_step(struct task *t) {
         return true;
       t->have = true;
     }
-    if (!run_chunk(op, t->c))
+    if (!run_chunk(op, t->c)) {
+      if (!t->waited)
+        kvik__log(KVIK_LOG_DEBUG, "stream-ordered op %lu: chunk %llu waits for the GPU", op->id,
+                  (unsigned long long)t->c);
+      t->waited = true;
       return false;
+    }
+    t->waited = false;
     t->have = false;
     if (atomic_fetch_add(&op->finished, 1) + 1 == op->nact)
       io_done(op);
@@ -665,6 +681,10 @@ static void start(void *arg) {
   c->boff = boff;
   c->chunk = CHUNK;
   op->nact = size ? (size - 1) / op->chunk + 1 : 0;
+  kvik__log(KVIK_LOG_DEBUG,
+            "stream-ordered op %lu starts: %s %zu bytes at file offset %lld, buffer offset %lld%s",
+            op->id, op->write ? "write" : "read", size, (long long)foff, (long long)boff,
+            rc ? " (failed its checks)" : "");
   int threads = kvik_pool_nthreads(op->pool);
   uint64_t cap = op->device ? NSLOTS : 64;
   op->ntasks = (int)KVIK_MIN(KVIK_MIN((uint64_t)(threads > 0 ? threads : 1), cap),
@@ -687,6 +707,7 @@ static void end(void *arg) {
   struct sop *op = arg;
   int err = atomic_load(&op->err);
   ssize_t n = err ? err : (ssize_t)atomic_load(&op->total);
+  kvik__log(KVIK_LOG_DEBUG, "stream-ordered op %lu ends: %zd", op->id, n);
   *op->bytes_p = n;
   if (op->fut)
     kvik__future_complete(op->fut, n, err ? op->errmsg : NULL);
@@ -844,6 +865,10 @@ static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstrea
   op->max = *op->size_p;
   op->chunk = op->device ? CHUNK : (size_t)KVIK_MAX(kvik__cfg_u64(KVIK_CFG_TASK_SIZE), 1);
   op->nmax = op->device && op->max ? (op->max - 1) / CHUNK + 1 : 0;
+  kvik__log(KVIK_LOG_DEBUG,
+            "stream-ordered op %lu enqueued on stream %p: %s of up to %zu bytes, %s, %llu chunks",
+            op->id, (void *)stream, op->write ? "write" : "read", op->max,
+            op->device ? "device memory" : "host memory", (unsigned long long)op->nmax);
   atomic_fetch_add(&op->refs, 2); /* start's and end's */
   CUresult r = cu->cuLaunchHostFunc(stream, start, op);
   if (r != CUDA_SUCCESS) {
