@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static bool g_real;              /* KVIK_TEST_REAL_CUDA=1: the system's CUDA and cuFile */
@@ -112,9 +113,19 @@ static struct kvik_file_info info_of(kvik_file *f) {
 
 /* ---- setup ----------------------------------------------------------------------------------- */
 
+/* KVIK_TEST_DEBUG_LOG=1: kvik's debug log on stderr (the tests clear KVIKIO_LOG_* first). */
+static void log_to_stderr(int level, const char *message, void *user) {
+  (void)user;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  fprintf(stderr, "[%ld.%06ld %d] %s\n", (long)ts.tv_sec, ts.tv_nsec / 1000, level, message);
+}
+
 static int setup(void **state) {
   (void)state;
   t_reset_config();
+  if (getenv("KVIK_TEST_DEBUG_LOG"))
+    kvik_set_log(log_to_stderr, NULL, KVIK_LOG_DEBUG);
   if (ct_driver(&cu, NULL) != 0) {
     print_error("libcuda.so.1 cannot be used\n");
     return -1;
