@@ -961,12 +961,13 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
   boff = 0;
   bytes = -12345;
   ASSERT_CODE(kvik_file_read_async(f, dp(d), &size, &foff, &boff, &bytes, s), 0);
-  CT_CU(cu.cuMemcpyDtoHAsync_v2(h, d + 8, 65536, s));
   size = 65536;
   foff = 777;
   boff = 8;
   assert_int_equal(bytes, -12345); /* not run yet */
   gate_open(&g);
+  /* (A copy into pageable memory waits for the stream: only once the gate is open.) */
+  CT_CU(cu.cuMemcpyDtoHAsync_v2(h, d + 8, 65536, s));
   CT_CU(cu.cuStreamSynchronize(s));
   assert_int_equal(bytes, 65536);
   ASSERT_PATTERN(h, 65536, 777, 21, "read_async with arguments set after the enqueue");

@@ -517,7 +517,35 @@ static struct CUstream_st *stream_of(CUstream h) {
   return h->magic == STREAM_MAGIC ? h : NULL;
 }
 
-static CUresult enqueue(CUstream h, struct op tmpl) {
+static CUresult enqueue_at(CUstream h, struct op tmpl, unsigned long long *pos);
+
+static CUresult enqueue(CUstream h, struct op tmpl) { return enqueue_at(h, tmpl, NULL); }
+
+/* Enqueues, then waits until the stream has run the operation: what CUDA does for an "async"
+ * copy from device memory to pageable host memory (it returns once the copy is done). */
+static CUresult enqueue_wait(CUstream h, struct op tmpl) {
+  unsigned long long pos;
+  CUresult r = enqueue_at(h, tmpl, &pos);
+  if (r != CUDA_SUCCESS)
+    return r;
+  struct CUstream_st *s = stream_of(h);
+  pthread_mutex_lock(&s->mu);
+  while (s->done < pos)
+    pthread_cond_wait(&s->cv, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+  return CUDA_SUCCESS;
+}
+
+/* True if [p, p + n) is page-locked (pinned or registered) or managed memory. */
+static bool host_tracked(uintptr_t p) {
+  pthread_mutex_lock(&g_lock);
+  struct alloc *a = find_locked(p, false);
+  bool tracked = a && a->kind != K_DEVICE && a->kind != K_POOL;
+  pthread_mutex_unlock(&g_lock);
+  return tracked;
+}
+
+static CUresult enqueue_at(CUstream h, struct op tmpl, unsigned long long *pos) {
   struct CUstream_st *s = stream_of(h);
   if (!s)
     return CUDA_ERROR_INVALID_HANDLE;
@@ -533,6 +561,8 @@ static CUresult enqueue(CUstream h, struct op tmpl) {
     s->head = o;
   s->tail = o;
   s->enq++;
+  if (pos)
+    *pos = s->enq;
   pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
   return CUDA_SUCCESS;
@@ -1433,10 +1463,9 @@ CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice, size_t ByteC
     r = translate((uintptr_t)dstHost, ByteCount, false, &d);
   if (r != CUDA_SUCCESS)
     return r;
-  return enqueue(hStream, (struct op){.kind = OP_COPY,
-                                      .dst = (uintptr_t)dstHost,
-                                      .src = (uintptr_t)srcDevice,
-                                      .n = ByteCount});
+  struct op o = {.kind = OP_COPY, .dst = (uintptr_t)dstHost, .src = (uintptr_t)srcDevice,
+                 .n = ByteCount};
+  return host_tracked((uintptr_t)dstHost) ? enqueue(hStream, o) : enqueue_wait(hStream, o);
 }
 
 CUresult cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t N, CUstream hStream) {

@@ -11,7 +11,8 @@
  * CPU crashes in tests as it would on a GPU. Freed device addresses stay reserved and
  * inaccessible. Managed and pinned memory are ordinary host memory. Each stream is a queue
  * run in order by its own thread, so copies, host functions, events and stream memory
- * operations complete asynchronously and in stream order. Modules: cuModuleLoadData takes any
+ * operations complete asynchronously and in stream order, except that cuMemcpyDtoHAsync into
+ * pageable host memory returns only once the copy is done, as CUDA's does. Modules: cuModuleLoadData takes any
  * PTX text, and the only kernels it runs are kvik's copy kernels (src/gpu/so_kernels.cu), done
  * on the CPU from their control block. Contexts: one primary context per
  * device (retain/release counted), created contexts, a current-context stack per thread.
