@@ -101,9 +101,10 @@ static int run(const char *dir, kvik_compat compat, const char *name, size_t n, 
   int rc1 = kvik_file_write_async(f, a, &wsize, &wfoff, &wboff, &wrote, s);
   int rc2 = kvik_file_read_async(f, b, &rsize, &rfoff, &rboff, &got, s);
   double t2 = now();
+  bool pending = cudaStreamQuery(s) == cudaErrorNotReady; // right after the enqueue calls
   check<<<256, 256, 0, s>>>(b, n, seed, bad);
+  // (Into pageable memory: this copy returns only when the stream has run it.)
   CK(cudaMemcpyAsync(&hbad, bad, sizeof hbad, cudaMemcpyDeviceToHost, s));
-  bool pending = cudaStreamQuery(s) == cudaErrorNotReady;
   CK(cudaStreamSynchronize(s));
   double t3 = now();
   int fails = 0;
