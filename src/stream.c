@@ -10,33 +10,36 @@
  * to n chunks (n from the size at the enqueue, the most the operation may read) is enqueued as
  *
  *   caller's stream:  ... work before ... | start | for each chunk c, slot s = c mod 8:
- *                     wait ready[s] | copy kernel slot -> buffer | write freed[s] | ... | end |
- *                     ... work after ...
+ *                     wait ready[s] | copy engine: host slot -> device slot | copy kernel:
+ *                     device slot -> buffer | write freed[s] | ... | end | ... work after ...
  *   pool workers:     for each chunk: wait until the GPU freed the slot, pread the chunk into
- *                     the slot, publish its length and ready[s]
+ *                     the host slot, publish its length and ready[s]
  *
- * and a write mirrors it (the kernel copies the buffer into the slot, the worker pwrites it, the
- * stream waits for `done` before `end`). `start` is a host function: it reads the arguments as the
- * stream reaches the operation (kvikio's semantics), writes them into the operation's control
- * block (src/gpu/so_ctl.h) and queues the first task on the pool; `end` writes the result,
- * completes the future and recycles the memory. The copy kernels (src/gpu/so_kernels.cu, loaded
- * from PTX) read the size and offsets from the control block, which is why a plain copy, whose
- * arguments are fixed when it is enqueued, cannot do their job. Host memory needs no staging: the
- * workers do the I/O and the stream only waits for `done`.
+ * and a write mirrors it (kernel buffer -> device slot, copy engine -> host slot, the worker
+ * pwrites it, and the stream waits for `done` before `end`). `start` is a host function: it reads
+ * the arguments as the stream reaches the operation (kvikio's semantics), writes them into the
+ * operation's control block (src/gpu/so_ctl.h, pinned and device-mapped) and queues the first
+ * task on the pool; `end` writes the result, completes the future and recycles the memory. The
+ * copy kernels (src/gpu/so_kernels.cu, loaded from PTX) read the size and offsets from the
+ * control block, which is why a plain copy, whose arguments are fixed when it is enqueued, cannot
+ * do their job; the copy engine moves whole slots, whose addresses are fixed. Host memory needs
+ * no staging: the workers do the I/O and the stream only waits for `done`.
  *
- * The first design had the worker copy to the device on a stream of its own while the caller's
- * stream waited on a flag; it hung on a real H200. CUDA documents why: an order set up through
- * stream memory operations is invisible to its scheduler, which may put the worker's copy behind
- * the waiting stream in a shared hardware queue. Now every wait is for host work only (the
- * workers touch files and host memory, never CUDA), and a worker that must wait for the GPU to
- * empty a slot polls a little, then goes back to the pool's queue instead of holding a worker. The
- * fake libcuda models the shared queue ("one_queue"), and the tests run with it.
+ * Why no worker touches the GPU: CUDA documents that an order made with stream memory operations
+ * is invisible to its scheduler, which may put other work behind a waiting stream in a shared
+ * hardware queue; a worker copying on a stream of its own while the caller's stream waits for it
+ * could then wait forever. So every wait here is for host work only, and a worker that must wait
+ * for the GPU to empty a slot polls a little, then goes back to the pool's queue instead of
+ * holding a worker. The fake libcuda models the shared queue ("one_queue"), and the tests run
+ * with it. (The first design had the worker copy; it hung in a test on a real H200, but that hang
+ * was the test's own copy into pageable memory, which waits for the held stream.)
  *
  * Everything CUDA is made on the enqueuing thread: control blocks and staging sets (pinned,
  * device-mapped), the module. They are reused and never freed (no CUDA call at exit). A
  * page-locked allocation may wait for work in flight on the device, so they are made rarely: 1024
- * control blocks at a time, and one staging set (8 slots of CHUNK bytes, 16 MiB) per stream that
- * has device operations in flight at once with the others (see stage_use).
+ * control blocks at a time, and one staging set (8 slots of CHUNK bytes, 16 MiB pinned and 16 MiB
+ * of device memory) per stream of a context that has device operations in flight at once with
+ * the others (see stage_use).
  *
  * Where the GPU cannot wait on memory from a stream (a driver older than CUDA 12 without stream
  * memory operations), or the driver cannot load the kernels, kvik's stream ordering is not
@@ -142,8 +145,8 @@ static int ctl_get(const struct kvik__cuda_api *cu, struct ctlblk **out) {
     struct ctlblk *recs = kvik__calloc(N, sizeof *recs);
     if (!recs)
       return kvik__err(-ENOMEM, "stream-ordered I/O: out of memory for control blocks");
-    void *p;
-    CUdeviceptr d;
+    void *p = NULL;
+    CUdeviceptr d = 0;
     int rc = mapped_alloc(cu, SLAB_BYTES, "stream-ordered I/O control blocks", &p, &d);
     if (rc) {
       kvik__free(recs);
@@ -169,34 +172,63 @@ static void ctl_put(struct ctlblk *b) {
 
 /* ---- staging sets ------------------------------------------------------------------------ */
 
+/* A staging set: 8 slots of pinned host memory (the workers' side) and 8 of device memory (the
+ * kernels' side), with the same layout; the copy engine moves a slot between the two on the
+ * caller's stream. (The kernels could read pinned memory directly, but on the GPU machine a
+ * kernel reads it at 2.7 GB/s, the copy engine at 52.) */
 struct stage {
-  char *host;
-  CUdeviceptr dev;
-  struct stage *next; /* free list */
+  CUcontext ctx;       /* where the device slots are                     */
+  char *host;          /* pinned                                         */
+  CUdeviceptr dev;     /* device memory                                  */
+  struct stage *next;  /* free list                                      */
 };
 
-/* A stream with device operations enqueued and not ended. */
+/* A stream with device operations enqueued and not ended, and the staging set they share (an
+ * operation runs only between its stream's earlier and later ones, so they never overlap). */
 struct user {
   CUstream stream;
-  CUcontext ctx; /* the default stream is one per context */
+  CUcontext ctx; /* the stream's; the default stream is one per context */
   long ops;
+  bool lost;     /* an enqueue failed halfway: the GPU may still touch the set */
+  struct stage *stage;
   struct user *next;
 };
 
-static pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the four below */
+static pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the two below */
 static struct stage *free_stages;
-static int n_stages; /* usable sets, free or taken */
 static struct user *users;
-static int n_users; /* streams in users */
 
-/* Counts a device operation on (stream, ctx), and makes staging sets until there are as many as
- * streams with device operations in flight. An operation runs only between its stream's earlier
- * ones and later ones, so every running operation then finds a free set: none ever waits for
- * another stream's operation to give one back (which the GPU might never let happen: the other
- * stream's work can sit behind this one's wait in a shared hardware queue). A page-locked
- * allocation may wait for work in flight on the device, so sets are made only when a stream is
- * used concurrently with more streams than ever before, and never freed. *out gets the user
- * record to give to stage_unuse. Enqueuing thread only. */
+/* A new staging set in ctx (current on the calling thread). */
+static int stage_new(const struct kvik__cuda_api *cu, CUcontext ctx, struct stage **out) {
+  struct stage *st = kvik__calloc(1, sizeof *st);
+  if (!st)
+    return kvik__err(-ENOMEM, "stream-ordered I/O: out of memory");
+  void *p = NULL;
+  CUresult r = cu->cuMemHostAlloc(&p, STAGE_BYTES, CU_MEMHOSTALLOC_PORTABLE);
+  if (r != CUDA_SUCCESS) {
+    kvik__free(st);
+    return kvik__cuda_fail(r, "cuMemHostAlloc (%zu bytes of stream-ordered I/O staging)",
+                           (size_t)STAGE_BYTES);
+  }
+  if ((r = cu->cuMemAlloc_v2(&st->dev, STAGE_BYTES)) != CUDA_SUCCESS) {
+    cu->cuMemFreeHost(p);
+    kvik__free(st);
+    return kvik__cuda_fail(r, "cuMemAlloc_v2 (%zu bytes of stream-ordered I/O staging)",
+                           (size_t)STAGE_BYTES);
+  }
+  st->ctx = ctx;
+  st->host = p;
+  *out = st;
+  return 0;
+}
+
+/* Counts a device operation on (stream, ctx) and gives it the stream's staging set: the set the
+ * stream holds while it has operations in flight, else a free one of ctx, else a new one. So a
+ * stream never waits for another stream to give a set back (which the GPU might never let happen:
+ * the other stream's work can sit behind this one's wait in a shared hardware queue). Sets are
+ * never freed; a page-locked allocation may wait for work in flight on the device, so one is
+ * made only when more streams of a context are in use at once than ever before. *out gets the
+ * record to give to stage_unuse. Enqueuing thread only, with ctx current. */
 static int stage_use(const struct kvik__cuda_api *cu, CUstream stream, CUcontext ctx,
                      struct user **out) {
   struct user *fresh = kvik__calloc(1, sizeof *fresh);
@@ -206,87 +238,56 @@ static int stage_use(const struct kvik__cuda_api *cu, CUstream stream, CUcontext
   struct user *u = users;
   while (u && (u->stream != stream || u->ctx != ctx))
     u = u->next;
-  if (!u) {
-    u = fresh;
-    fresh = NULL;
-    u->stream = stream;
-    u->ctx = ctx;
-    u->next = users;
-    users = u;
-    n_users++;
+  if (u) {
+    u->ops++;
+    pthread_mutex_unlock(&stage_lock);
+    kvik__free(fresh);
+    *out = u;
+    return 0;
   }
-  u->ops++;
-  int want = n_users;
+  struct stage **pp = &free_stages;
+  while (*pp && (*pp)->ctx != ctx)
+    pp = &(*pp)->next;
+  struct stage *st = *pp;
+  if (st)
+    *pp = st->next;
   pthread_mutex_unlock(&stage_lock);
-  kvik__free(fresh);
-  *out = u;
-  for (;;) {
-    pthread_mutex_lock(&stage_lock);
-    bool make = n_stages < want;
-    if (make)
-      n_stages++; /* claimed now, undone if the allocation fails */
-    pthread_mutex_unlock(&stage_lock);
-    if (!make)
-      return 0;
-    struct stage *st = kvik__calloc(1, sizeof *st);
-    void *p = NULL;
-    int rc = st ? mapped_alloc(cu, STAGE_BYTES, "stream-ordered I/O staging", &p, &st->dev)
-                : kvik__err(-ENOMEM, "stream-ordered I/O: out of memory");
-    pthread_mutex_lock(&stage_lock);
-    if (rc) {
-      n_stages--;
-    } else {
-      st->host = p;
-      st->next = free_stages;
-      free_stages = st;
-    }
-    pthread_mutex_unlock(&stage_lock);
-    if (rc) {
-      kvik__free(st);
-      return rc; /* the caller undoes the count with stage_unuse */
-    }
+  int rc = st ? 0 : stage_new(cu, ctx, &st);
+  if (rc) {
+    kvik__free(fresh);
+    return rc;
   }
+  fresh->stream = stream;
+  fresh->ctx = ctx;
+  fresh->ops = 1;
+  fresh->stage = st;
+  pthread_mutex_lock(&stage_lock);
+  fresh->next = users;
+  users = fresh;
+  pthread_mutex_unlock(&stage_lock);
+  *out = fresh;
+  return 0;
 }
 
-/* Ends a device operation on its stream's record. */
-static void stage_unuse(struct user *u) {
+/* Ends a device operation on its stream's record; the last one gives the set back (a lost one
+ * is never reused). */
+static void stage_unuse(struct user *u, bool lost) {
   pthread_mutex_lock(&stage_lock);
+  u->lost = u->lost || lost;
   if (--u->ops == 0) {
     struct user **pp = &users;
     while (*pp != u)
       pp = &(*pp)->next;
     *pp = u->next;
-    n_users--;
+    if (!u->lost) {
+      u->stage->next = free_stages;
+      free_stages = u->stage;
+    }
   } else {
     u = NULL;
   }
   pthread_mutex_unlock(&stage_lock);
   kvik__free(u);
-}
-
-/* A free set, or NULL. */
-static struct stage *stage_take(void) {
-  pthread_mutex_lock(&stage_lock);
-  struct stage *st = free_stages;
-  if (st)
-    free_stages = st->next;
-  pthread_mutex_unlock(&stage_lock);
-  return st;
-}
-
-/* Gives a set back; a lost one (the GPU may still touch it) is never reused, and a later enqueue
- * makes another. */
-static void stage_give(struct stage *st, bool lost) {
-  if (!st)
-    return;
-  pthread_mutex_lock(&stage_lock);
-  if (lost) {
-    n_stages--;
-  } else {
-    st->next = free_stages;
-    free_stages = st;
-  }
-  pthread_mutex_unlock(&stage_lock);
 }
 
 /* ---- the copy kernels -------------------------------------------------------------------- */
@@ -326,7 +327,7 @@ static int module_get(const struct kvik__cuda_api *cu, CUcontext ctx, const stru
           sms <= 0)
         sms = 64;
       m->ctx = ctx;
-      m->grid = 2u * (unsigned)sms;
+      m->grid = (unsigned)sms; /* device-to-device copies of a slot: one block per SM */
       m->next = modules;
       modules = m; /* the module stays loaded for the life of the process */
     } else {
@@ -417,7 +418,7 @@ struct sop {
   uint64_t nact; /* chunks with bytes to move */
   int ntasks;
   struct kvik__fds fds;
-  struct stage *stage; /* the lead task's */
+  struct stage *stage; /* device operations: the stream's staging set */
   struct user *user;   /* device operations: the stream's record (stage_use) */
   _Atomic uint64_t next, finished;
   _Atomic int64_t total;
@@ -516,13 +517,10 @@ static bool run_chunk(struct sop *op, uint64_t c) {
     uint32_t u = (uint32_t)(c / NSLOTS);
     bool last = c + NSLOTS >= op->nact;
     /* The data sits in the slot at the buffer address's offset modulo 16, as the kernels expect. */
-    char *slot = op->stage ? op->stage->host + s * (CHUNK + KVIK_SO_SLOT_PAD) +
-                                 ((op->run_ptr + at) & 15)
-                           : NULL;
+    char *slot = op->stage->host + s * (CHUNK + KVIK_SO_SLOT_PAD) + ((op->run_ptr + at) & 15);
     if (!op->write) {
       if (u > 0 && !flag_reached(op, &ctl->freed[s], u))
         return false;
-      skip = skip || !slot;
       if (!skip)
         n = kvik__posix_read(&op->fds, slot, len, foff);
       ctl->len[s] = n > 0 ? n : 0;
@@ -535,7 +533,6 @@ static bool run_chunk(struct sop *op, uint64_t c) {
     }
     if (!flag_reached(op, &ctl->ready[s], u + 1))
       return false;
-    skip = skip || !slot;
     if (!skip)
       n = kvik__posix_write(&op->fds, slot, len, foff);
     uint32_t next = u + 2;
@@ -559,7 +556,7 @@ struct task {
   struct sop *op;
   uint64_t c;
   bool have; /* c is claimed and not yet moved */
-  bool lead; /* the first task: takes the staging set, opens flags, starts the others */
+  bool lead; /* the first task: opens flags, starts the others */
   bool waited; /* logged that it waits */
 };
 
@@ -586,15 +583,6 @@ static bool task_spawn(struct sop *op, bool lead) {
 static bool task_step(struct task *t) {
   struct sop *op = t->op;
   if (t->lead) {
-    if (op->device && !atomic_load(&op->abandoned)) {
-      if (!(op->stage = stage_take())) {
-        if (!t->waited)
-          kvik__log(KVIK_LOG_DEBUG, "stream-ordered op %lu: waiting for a staging set", op->id);
-        t->waited = true;
-        return false;
-      }
-      op->ctl->host->stage = op->stage->dev;
-    }
     t->lead = false;
     open_flags(op);
     for (int i = 1; i < op->ntasks; i++)
@@ -711,9 +699,8 @@ static void end(void *arg) {
   *op->bytes_p = n;
   if (op->fut)
     kvik__future_complete(op->fut, n, err ? op->errmsg : NULL);
-  stage_give(op->stage, false);
   if (op->user)
-    stage_unuse(op->user);
+    stage_unuse(op->user, false);
   ctl_put(op->ctl);
   sop_unref(op);
 }
@@ -736,10 +723,15 @@ static void abandon(struct sop *op, bool *runs) {
     flag_set(&c->freed[s], FLAG_OPEN);
   }
   flag_set(&c->done, FLAG_OPEN);
-  stage_give(op->stage, true); /* the control block is lost too: never put back */
   if (op->user)
-    stage_unuse(op->user);
+    stage_unuse(op->user, true); /* the control block is lost too: never put back */
   *runs = false;
+}
+
+static void pop_ctx(const struct kvik__cuda_api *cu, bool pushed) {
+  CUcontext dummy;
+  if (pushed)
+    cu->cuCtxPopCurrent_v2(&dummy);
 }
 
 /* Stream ops of a device operation, chunk by chunk (see the top of this file). */
@@ -756,15 +748,31 @@ static CUresult enqueue_chunks(const struct kvik__cuda_api *cu, struct sop *op,
     CUdeviceptr base = (CUdeviceptr)op->base;
     long long index = (long long)c;
     void *params[] = {&ctl, &base, &s, &index};
+    /* The slot's bytes: the chunk's (at most what is left of the size at the enqueue) at an
+     * offset below 16. */
+    size_t dma = (size_t)KVIK_MIN((uint64_t)CHUNK, op->max - c * CHUNK) + 16;
+    size_t at = s * (CHUNK + KVIK_SO_SLOT_PAD);
     CUresult r;
     if ((r = cu->cuStreamWaitValue32_v2(stream, wait_at, u + 1, CU_STREAM_WAIT_VALUE_GEQ)) !=
         CUDA_SUCCESS) {
       *what = "cuStreamWaitValue32_v2";
       return r;
     }
+    if (!op->write &&
+        (r = cu->cuMemcpyHtoDAsync_v2(op->stage->dev + at, op->stage->host + at, dma, stream)) !=
+            CUDA_SUCCESS) {
+      *what = "cuMemcpyHtoDAsync_v2 (a staging slot)";
+      return r;
+    }
     if ((r = cu->cuLaunchKernel(fnk, m->grid, 1, 1, BLOCK_THREADS, 1, 1, 0, stream, params,
                                 NULL)) != CUDA_SUCCESS) {
       *what = "cuLaunchKernel (kvik's copy kernel)";
+      return r;
+    }
+    if (op->write &&
+        (r = cu->cuMemcpyDtoHAsync_v2(op->stage->host + at, op->stage->dev + at, dma, stream)) !=
+            CUDA_SUCCESS) {
+      *what = "cuMemcpyDtoHAsync_v2 (a staging slot)";
       return r;
     }
     if ((r = cu->cuStreamWriteValue32_v2(stream, set_at, u + 1, CU_STREAM_WRITE_VALUE_DEFAULT)) !=
@@ -802,8 +810,8 @@ static int prepare_device(const struct kvik__cuda_api *cu, struct sop *op, CUstr
                    "context of device %d: the copy kernels run on the stream",
                    op->fn, path, (void *)op->base, mi->device,
                    sdev == mi->device ? " in another context" : "", (int)sdev);
-  else
-    rc = module_get(cu, sctx, m);
+  else if ((rc = module_get(cu, sctx, m)) == 0)
+    rc = stage_use(cu, stream, sctx, &op->user);
   if (push) {
     CUcontext dummy;
     cu->cuCtxPopCurrent_v2(&dummy);
@@ -812,6 +820,7 @@ static int prepare_device(const struct kvik__cuda_api *cu, struct sop *op, CUstr
     return rc;
   op->device = true;
   op->sctx = sctx;
+  op->stage = op->user->stage;
   if (mi->range_known)
     op->alloc_end = (uintptr_t)(mi->base + mi->alloc_size);
   return 0;
@@ -846,11 +855,9 @@ static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstrea
     rc = prepare_device(cu, op, stream, &mi, &m);
   if (rc == 0)
     rc = ctl_get(cu, &op->ctl);
-  if (rc == 0 && op->device)
-    rc = stage_use(cu, stream, op->sctx, &op->user);
   if (rc) {
     if (op->user)
-      stage_unuse(op->user);
+      stage_unuse(op->user, false);
     if (op->ctl)
       ctl_put(op->ctl);
     sop_unref(op);
@@ -862,6 +869,10 @@ static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstrea
    * stream waits for it. */
   op->fds.fd_direct = -1;
   op->fds.direct_read = op->fds.direct_write = false;
+  if (op->device) {
+    op->ctl->host->stage = op->stage->dev;
+    op->ctl->host->chunk = CHUNK;
+  }
   op->max = *op->size_p;
   op->chunk = op->device ? CHUNK : (size_t)KVIK_MAX(kvik__cfg_u64(KVIK_CFG_TASK_SIZE), 1);
   op->nmax = op->device && op->max ? (op->max - 1) / CHUNK + 1 : 0;
@@ -869,12 +880,24 @@ static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstrea
             "stream-ordered op %lu enqueued on stream %p: %s of up to %zu bytes, %s, %llu chunks",
             op->id, (void *)stream, op->write ? "write" : "read", op->max,
             op->device ? "device memory" : "host memory", (unsigned long long)op->nmax);
-  atomic_fetch_add(&op->refs, 2); /* start's and end's */
-  CUresult r = cu->cuLaunchHostFunc(stream, start, op);
+  /* The copies and launches go to the stream's context. */
+  CUcontext cur = NULL;
+  bool push = op->device && (cu->cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur != op->sctx);
+  CUresult r = push ? cu->cuCtxPushCurrent_v2(op->sctx) : CUDA_SUCCESS;
   if (r != CUDA_SUCCESS) {
+    if (op->user)
+      stage_unuse(op->user, false);
+    ctl_put(op->ctl);
+    sop_unref(op);
+    return kvik__cuda_fail(r, "%s %s: cuCtxPushCurrent_v2 (the stream's context)", fn, path);
+  }
+  atomic_fetch_add(&op->refs, 2); /* start's and end's */
+  r = cu->cuLaunchHostFunc(stream, start, op);
+  if (r != CUDA_SUCCESS) {
+    pop_ctx(cu, push);
     atomic_fetch_sub(&op->refs, 2);
     if (op->user)
-      stage_unuse(op->user);
+      stage_unuse(op->user, false);
     ctl_put(op->ctl);
     sop_unref(op);
     return kvik__cuda_fail(r, "%s %s: cuLaunchHostFunc", fn, path);
@@ -891,6 +914,7 @@ static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstrea
     what = "cuLaunchHostFunc";
     r = cu->cuLaunchHostFunc(stream, end, op);
   }
+  pop_ctx(cu, push);
   if (r != CUDA_SUCCESS) {
     rc = kvik__cuda_fail(r, "%s %s: %s", fn, path, what);
     char msg[KVIK_ERRMSG_MAX];

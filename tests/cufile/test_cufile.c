@@ -1141,6 +1141,11 @@ static void async_faults(void **state) {
   CT_CU(cu.cuCtxPushCurrent_v2(ctx0));
   CT_CU(cu.cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
   fc.set("one_queue", 1);
+  /* A stream used beside others, or after an operation whose enqueue failed (its staging set is
+   * lost), gets a new staging set: a page-locked allocation, which in the fake waits for every
+   * stream, and these streams are held by the test itself. CUDA 13's cuMemHostAlloc did not wait
+   * for a held stream on the GPU machine. */
+  fc.set("alloc_syncs", 0);
   struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
   size_t size = n;
   int64_t foff = 0, boff = 0;
@@ -1231,11 +1236,7 @@ static void async_faults(void **state) {
 
   /* Device operations in flight on six streams at once (a staging set each: none may wait for
    * another stream's, whose work can sit behind its wait in the one queue), and host memory
-   * (pageable) beside them; every stream held until all are enqueued. The first use of a stream
-   * beside the others makes its staging set, a page-locked allocation that waits for every
-   * stream in the fake: here the allocations may not wait (they would wait for the held
-   * streams), which a real driver need not do either. */
-  fc.set("alloc_syncs", 0);
+   * (pageable) beside them; every stream held until all are enqueued. */
   enum { NSTREAMS = 6 };
   CUstream ss[NSTREAMS];
   CUdeviceptr bufs[NSTREAMS];
