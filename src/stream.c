@@ -64,15 +64,17 @@
 #include <time.h>
 
 #define NSLOTS KVIK_SO_SLOTS
-#define CHUNK ((size_t)2 << 20) /* bytes per staging slot */
-#define STAGE_BYTES (NSLOTS * (CHUNK + KVIK_SO_SLOT_PAD))
+#define CHUNK ((size_t)KVIK_SO_CHUNK) /* bytes of data per staging slot */
+#define STRIDE ((size_t)KVIK_SO_STRIDE)
+#define STAGE_BYTES (NSLOTS * STRIDE)
 #define CTL_BYTES 256
 #define SLAB_BYTES (256 * 1024) /* 1024 control blocks */
 #define BLOCK_THREADS 256
 /* A flag value past every use count: a wait on the flag passes. */
 #define FLAG_OPEN 0x40000000u
 _Static_assert(sizeof(struct kvik_so_ctl) <= CTL_BYTES, "control block outgrew its slot");
-_Static_assert(CHUNK % 16 == 0 && KVIK_SO_SLOT_PAD % 16 == 0, "slots keep 16-byte alignment");
+_Static_assert(STRIDE % 16 == 0 && KVIK_SO_HDR % 16 == 0, "slots keep 16-byte alignment");
+_Static_assert(sizeof(struct kvik_so_hdr) <= KVIK_SO_HDR, "slot header outgrew its room");
 
 static void sleep_us(long us) {
   struct timespec ts = {0, us * 1000};
@@ -194,8 +196,9 @@ struct user {
   struct user *next;
 };
 
-static pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the two below */
+static pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the three below */
 static struct stage *free_stages;
+static struct stage *lost_stages; /* kept, never reused */
 static struct user *users;
 
 /* A new staging set in ctx (current on the calling thread). */
@@ -279,10 +282,9 @@ static void stage_unuse(struct user *u, bool lost) {
     while (*pp != u)
       pp = &(*pp)->next;
     *pp = u->next;
-    if (!u->lost) {
-      u->stage->next = free_stages;
-      free_stages = u->stage;
-    }
+    struct stage **to = u->lost ? &lost_stages : &free_stages;
+    u->stage->next = *to;
+    *to = u->stage;
   } else {
     u = NULL;
   }
@@ -413,7 +415,7 @@ struct sop {
   size_t chunk;       /* CHUNK (device) or the task size (host memory) */
   /* set by start, before any task runs */
   size_t run_size;
-  int64_t run_foff;
+  int64_t run_foff, run_boff;
   uintptr_t run_ptr;
   uint64_t nact; /* chunks with bytes to move */
   int ntasks;
@@ -487,6 +489,12 @@ static void io_done(struct sop *op) {
  * for writes, the first use of the others), then `done` if nothing is to move. */
 static void open_flags(struct sop *op) {
   struct kvik_so_ctl *c = op->ctl->host;
+  /* A write's kernels take the size and offset from the slots' headers (a read's workers write
+   * them with each chunk). */
+  if (op->device && op->write && op->nact)
+    for (unsigned s = 0; s < NSLOTS && s < op->nmax; s++)
+      *(struct kvik_so_hdr *)(void *)(op->stage->host + s * STRIDE) =
+          (struct kvik_so_hdr){.op = op->id, .size = (int64_t)op->run_size, .boff = op->run_boff};
   if (op->device)
     for (unsigned s = 0; s < NSLOTS && s < op->nmax; s++) {
       if (s < op->nact) {
@@ -517,13 +525,18 @@ static bool run_chunk(struct sop *op, uint64_t c) {
     uint32_t u = (uint32_t)(c / NSLOTS);
     bool last = c + NSLOTS >= op->nact;
     /* The data sits in the slot at the buffer address's offset modulo 16, as the kernels expect. */
-    char *slot = op->stage->host + s * (CHUNK + KVIK_SO_SLOT_PAD) + ((op->run_ptr + at) & 15);
+    char *hslot = op->stage->host + s * STRIDE;
+    char *slot = hslot + KVIK_SO_HDR + ((op->run_ptr + at) & 15);
     if (!op->write) {
       if (u > 0 && !flag_reached(op, &ctl->freed[s], u))
         return false;
       if (!skip)
         n = kvik__posix_read(&op->fds, slot, len, foff);
-      ctl->len[s] = n > 0 ? n : 0;
+      struct kvik_so_hdr *h = (struct kvik_so_hdr *)(void *)hslot;
+      *h = (struct kvik_so_hdr){.op = op->id,
+                                .len = n > 0 ? n : 0,
+                                .size = (int64_t)op->run_size,
+                                .boff = op->run_boff};
       if (n > 0)
         atomic_fetch_add(&op->total, n);
       else if (n < 0)
@@ -632,7 +645,6 @@ static void start(void *arg) {
     sop_unref(op); /* canceled */
     return;
   }
-  struct kvik_so_ctl *c = op->ctl->host;
   size_t size = *op->size_p;
   int64_t foff = *op->foff_p, boff = *op->boff_p;
   const char *path = kvik_file_path(op->f);
@@ -663,11 +675,8 @@ static void start(void *arg) {
   }
   op->run_size = size;
   op->run_foff = foff;
+  op->run_boff = boff;
   op->run_ptr = op->base + (uintptr_t)boff;
-  c->size = (int64_t)size;
-  c->foff = foff;
-  c->boff = boff;
-  c->chunk = CHUNK;
   op->nact = size ? (size - 1) / op->chunk + 1 : 0;
   kvik__log(KVIK_LOG_DEBUG,
             "stream-ordered op %lu starts: %s %zu bytes at file offset %lld, buffer offset %lld%s",
@@ -682,7 +691,6 @@ static void start(void *arg) {
   } else if (!task_spawn(op, true)) {
     fail_op(op, -ENOMEM, "kvik's stream-ordered I/O: the pool could not take the operation");
     op->nact = 0;
-    c->size = 0;
     open_flags(op);
   }
   atomic_store(&op->started, true);
@@ -709,15 +717,14 @@ static void end(void *arg) {
  * still pass, and nothing may reuse memory the GPU may still read. */
 static void abandon(struct sop *op, bool *runs) {
   struct kvik_so_ctl *c = op->ctl->host;
-  c->size = 0; /* kernels still to run copy nothing */
   atomic_store(&op->abandoned, true);
   int expected = OWN_NONE;
   bool canceled = atomic_compare_exchange_strong(&op->owner, &expected, OWN_CANCEL);
   if (!canceled) { /* start ran or is running: its tasks stop early; wait for them */
     while (!atomic_load(&op->started) || atomic_load(&op->live) > 0)
       sleep_us(100);
-    c->size = 0;
   }
+  /* Kernels still to run copy what the workers put in the slots, or nothing. */
   for (unsigned s = 0; s < NSLOTS; s++) {
     flag_set(&c->ready[s], FLAG_OPEN);
     flag_set(&c->freed[s], FLAG_OPEN);
@@ -745,22 +752,23 @@ static CUresult enqueue_chunks(const struct kvik__cuda_api *cu, struct sop *op,
     CUdeviceptr ready = ctl + offsetof(struct kvik_so_ctl, ready) + s * sizeof(kvik_so_u32);
     CUdeviceptr freed = ctl + offsetof(struct kvik_so_ctl, freed) + s * sizeof(kvik_so_u32);
     CUdeviceptr wait_at = op->write ? freed : ready, set_at = op->write ? ready : freed;
-    CUdeviceptr base = (CUdeviceptr)op->base;
+    CUdeviceptr stage = op->stage->dev, base = (CUdeviceptr)op->base;
     long long index = (long long)c;
-    void *params[] = {&ctl, &base, &s, &index};
-    /* The slot's bytes: the chunk's (at most what is left of the size at the enqueue) at an
-     * offset below 16. */
-    size_t dma = (size_t)KVIK_MIN((uint64_t)CHUNK, op->max - c * CHUNK) + 16;
-    size_t at = s * (CHUNK + KVIK_SO_SLOT_PAD);
+    unsigned long long id = op->id;
+    void *params[] = {&stage, &base, &s, &index, &id};
+    /* The slot: its header, then the chunk (at most what is left of the size at the enqueue) at
+     * an offset below 16. */
+    size_t at = s * STRIDE;
+    size_t data = (size_t)KVIK_MIN((uint64_t)CHUNK, op->max - c * CHUNK) + 16;
     CUresult r;
     if ((r = cu->cuStreamWaitValue32_v2(stream, wait_at, u + 1, CU_STREAM_WAIT_VALUE_GEQ)) !=
         CUDA_SUCCESS) {
       *what = "cuStreamWaitValue32_v2";
       return r;
     }
-    if (!op->write &&
-        (r = cu->cuMemcpyHtoDAsync_v2(op->stage->dev + at, op->stage->host + at, dma, stream)) !=
-            CUDA_SUCCESS) {
+    size_t in = op->write ? KVIK_SO_HDR : KVIK_SO_HDR + data;
+    if ((r = cu->cuMemcpyHtoDAsync_v2(stage + at, op->stage->host + at, in, stream)) !=
+        CUDA_SUCCESS) {
       *what = "cuMemcpyHtoDAsync_v2 (a staging slot)";
       return r;
     }
@@ -769,9 +777,9 @@ static CUresult enqueue_chunks(const struct kvik__cuda_api *cu, struct sop *op,
       *what = "cuLaunchKernel (kvik's copy kernel)";
       return r;
     }
-    if (op->write &&
-        (r = cu->cuMemcpyDtoHAsync_v2(op->stage->host + at, op->stage->dev + at, dma, stream)) !=
-            CUDA_SUCCESS) {
+    if (op->write && (r = cu->cuMemcpyDtoHAsync_v2(op->stage->host + at + KVIK_SO_HDR,
+                                                   stage + at + KVIK_SO_HDR, data, stream)) !=
+                         CUDA_SUCCESS) {
       *what = "cuMemcpyDtoHAsync_v2 (a staging slot)";
       return r;
     }
@@ -869,10 +877,6 @@ static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstrea
    * stream waits for it. */
   op->fds.fd_direct = -1;
   op->fds.direct_read = op->fds.direct_write = false;
-  if (op->device) {
-    op->ctl->host->stage = op->stage->dev;
-    op->ctl->host->chunk = CHUNK;
-  }
   op->max = *op->size_p;
   op->chunk = op->device ? CHUNK : (size_t)KVIK_MAX(kvik__cfg_u64(KVIK_CFG_TASK_SIZE), 1);
   op->nmax = op->device && op->max ? (op->max - 1) / CHUNK + 1 : 0;

@@ -1,12 +1,18 @@
-/* The control block of one stream-ordered operation on kvik's own path (src/stream.c), shared
- * by the library (C) and the copy kernels (src/gpu/so_kernels.cu, CUDA C): both include this
- * header, so the layout is written once.
+/* The memory one stream-ordered operation on kvik's own path (src/stream.c) shares between the
+ * CPU (host functions, pool workers) and the GPU (stream memory operations, the copy kernels of
+ * src/gpu/so_kernels.cu). Both the library (C) and the kernels (CUDA C) include this header, so
+ * the layout is written once.
  *
- * It lives in pinned, device-mapped host memory. The CPU side (host functions and pool workers)
- * writes the arguments and the flags it owns; the GPU waits on flags with cuStreamWaitValue32,
- * sets flags with cuStreamWriteValue32, and the kernels read the arguments. Flags count uses of
- * a staging slot, so they only grow while an operation runs; the block is zeroed before each
- * operation. */
+ * The control block: flags in pinned, device-mapped host memory. The GPU waits on flags with
+ * cuStreamWaitValue32 and sets flags with cuStreamWriteValue32; workers set and poll the others.
+ * Flags count uses of a staging slot, so they only grow while an operation runs; the block is
+ * zeroed before each operation.
+ *
+ * A staging slot: a header, then the data at the buffer address's offset modulo 16 (so the
+ * kernels copy aligned 16-byte words). Slots exist twice, in pinned host memory (the workers' side)
+ * and in device memory (the kernels' side); the copy engine moves them between the two. The
+ * kernels read the header from the device slot: never host memory, which a kernel reads slowly
+ * (on the GPU machine each read of pinned memory from a kernel took tens of microseconds). */
 #ifndef KVIK_GPU_SO_CTL_H
 #define KVIK_GPU_SO_CTL_H
 
@@ -21,10 +27,10 @@ typedef int64_t kvik_so_i64;
 typedef uint64_t kvik_so_u64;
 #endif
 
-/* Staging slots per operation, and the bytes between two slots beyond the chunk: the data sits
- * in its slot at the buffer address's offset modulo 16, so kernels copy aligned 16-byte words. */
 #define KVIK_SO_SLOTS 8
-#define KVIK_SO_SLOT_PAD 64
+#define KVIK_SO_CHUNK (2ll << 20) /* bytes of data per slot                               */
+#define KVIK_SO_HDR 64 /* bytes of header at the start of a slot                      */
+#define KVIK_SO_TAIL 64 /* bytes after the chunk: room for the offset modulo 16, rounded */
 
 struct kvik_so_ctl {
   /* read: a worker filled the slot (GPU waits); write: the GPU filled it (worker polls). */
@@ -32,12 +38,17 @@ struct kvik_so_ctl {
   /* read: the GPU emptied the slot (worker polls); write: a worker emptied it (GPU waits). */
   kvik_so_u32 freed[KVIK_SO_SLOTS];
   kvik_so_u32 done; /* write: every chunk is in the file or failed (GPU waits)              */
-  kvik_so_u32 pad_;
-  /* Arguments, as the stream reached the operation; size 0 after an argument error. */
-  kvik_so_i64 size, foff, boff;
-  kvik_so_u64 stage; /* device address of the staging slots (worker sets it)               */
-  kvik_so_u64 chunk; /* bytes per slot; slot i starts at stage + i * (chunk + SLOT_PAD)     */
-  kvik_so_i64 len[KVIK_SO_SLOTS]; /* read: bytes the worker put in the slot                 */
 };
+
+/* The header of a slot. A kernel copies only when `op` is its own operation's number: a header
+ * left by another operation (a slot the operation never filled) moves nothing. */
+struct kvik_so_hdr {
+  kvik_so_u64 op;    /* the operation's number                                         */
+  kvik_so_i64 len;   /* read: bytes the worker put in the slot                          */
+  kvik_so_i64 size;  /* the operation's size, as the stream reached it                  */
+  kvik_so_i64 boff;  /* its buffer offset                                               */
+};
+/* Bytes from one slot to the next. */
+#define KVIK_SO_STRIDE (KVIK_SO_HDR + KVIK_SO_CHUNK + KVIK_SO_TAIL)
 
 #endif

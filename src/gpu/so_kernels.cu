@@ -4,9 +4,9 @@
 // wherever nvcc is found, that the embedded PTX is what this file compiles to.
 //
 // Why kernels: the operation's size and offsets are read when the stream reaches it (kvikio's
-// semantics), so a copy cannot be enqueued with them. These kernels read them from the control
-// block (src/gpu/so_ctl.h) instead, and run on the caller's stream, so the pool worker doing the
-// file I/O never touches the GPU.
+// semantics), so a copy cannot be enqueued with them. These kernels read them from the header of
+// a staging slot in device memory (src/gpu/so_ctl.h) instead, and run on the caller's stream, so
+// the pool worker doing the file I/O never touches the GPU.
 #include "so_ctl.h"
 
 // n bytes from src to dst, which have the same address modulo 16: head bytes, 16-byte words
@@ -37,46 +37,45 @@ __device__ static void copy(char *__restrict__ dst, const char *__restrict__ src
     dst[tail + tid] = src[tail + tid];
 }
 
-// Read: chunk `index` of the operation, from its staging slot into the buffer. The worker put
-// len[slot] bytes in the slot at the destination's offset modulo 16; chunks past the size (the
-// operation was enqueued for a larger one) copy nothing.
-extern "C" __global__ void kvik_so_read(const struct kvik_so_ctl *ctl, char *base, unsigned slot,
-                                        long long index) {
+// Read: chunk `index` of operation `op`, from device slot `slot` of the staging at `stage` into
+// the buffer. The worker put hdr.len bytes in the slot at the destination's offset modulo 16;
+// chunks past the size (the operation was enqueued for a larger one) copy nothing.
+extern "C" __global__ void kvik_so_read(const char *stage, char *base, unsigned slot,
+                                        long long index, unsigned long long op) {
   __shared__ long long n;
   __shared__ char *dst;
   __shared__ const char *src;
   if (threadIdx.x == 0) {
-    const volatile struct kvik_so_ctl *c = ctl;
-    unsigned long long chunk = c->chunk;
-    long long at = index * (long long)chunk;
-    n = c->len[slot];
-    if (n > c->size - at)
-      n = c->size - at;
-    dst = base + c->boff + at;
-    src = (const char *)c->stage + slot * (chunk + KVIK_SO_SLOT_PAD) +
-          ((unsigned long long)dst & 15);
+    const char *s = stage + slot * KVIK_SO_STRIDE;
+    const struct kvik_so_hdr *h = (const struct kvik_so_hdr *)s;
+    long long at = index * KVIK_SO_CHUNK;
+    n = h->op == op ? h->len : 0;
+    if (n > h->size - at)
+      n = h->size - at;
+    dst = base + h->boff + at;
+    src = s + KVIK_SO_HDR + ((unsigned long long)dst & 15);
   }
   __syncthreads();
   if (n > 0)
     copy(dst, src, n);
 }
 
-// Write: chunk `index` of the operation, from the buffer into its staging slot, at the source's
+// Write: chunk `index` of operation `op`, from the buffer into device slot `slot`, at the source's
 // offset modulo 16; the chunk's length follows from the size.
-extern "C" __global__ void kvik_so_write(const struct kvik_so_ctl *ctl, const char *base,
-                                         unsigned slot, long long index) {
+extern "C" __global__ void kvik_so_write(char *stage, const char *base, unsigned slot,
+                                         long long index, unsigned long long op) {
   __shared__ long long n;
   __shared__ char *dst;
   __shared__ const char *src;
   if (threadIdx.x == 0) {
-    const volatile struct kvik_so_ctl *c = ctl;
-    long long chunk = (long long)c->chunk;
-    long long at = index * chunk;
-    n = c->size - at;
-    if (n > chunk)
-      n = chunk;
-    src = base + c->boff + at;
-    dst = (char *)c->stage + slot * (chunk + KVIK_SO_SLOT_PAD) + ((unsigned long long)src & 15);
+    char *s = stage + slot * KVIK_SO_STRIDE;
+    const struct kvik_so_hdr *h = (const struct kvik_so_hdr *)s;
+    long long at = index * KVIK_SO_CHUNK;
+    n = h->op == op ? h->size - at : 0;
+    if (n > KVIK_SO_CHUNK)
+      n = KVIK_SO_CHUNK;
+    src = base + h->boff + at;
+    dst = s + KVIK_SO_HDR + ((unsigned long long)src & 15);
   }
   __syncthreads();
   if (n > 0)

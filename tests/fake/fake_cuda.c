@@ -303,10 +303,11 @@ struct op {
   unsigned long long gen;
   cuuint32_t value;
   unsigned flags;
-  int kernel;           /* OP_KERNEL: which of kvik's copy kernels (KERNEL_*)  */
-  uintptr_t kctl, kbase; /* its parameters, as captured at the launch          */
+  int kernel;             /* OP_KERNEL: which of kvik's copy kernels (KERNEL_*)  */
+  uintptr_t kstage, kbase; /* its parameters, as captured at the launch          */
   unsigned kslot;
   long long kindex;
+  unsigned long long kop;
 };
 
 struct CUevent_st {
@@ -363,31 +364,35 @@ enum { KERNEL_SO_READ = 1, KERNEL_SO_WRITE = 2 };
 
 static CUresult run_kernel(const struct op *o) {
   CUresult r = rule_check("exec:kernel");
-  char *cp = NULL;
+  char *sp = NULL;
+  uintptr_t slot = o->kstage + o->kslot * (uintptr_t)KVIK_SO_STRIDE;
   if (r == CUDA_SUCCESS)
-    r = translate(o->kctl, sizeof(struct kvik_so_ctl), false, &cp);
+    r = translate(slot, KVIK_SO_STRIDE, true, &sp); /* device memory, as the kernels' is */
   if (r != CUDA_SUCCESS)
-    return r;
-  const volatile struct kvik_so_ctl *c = (const volatile struct kvik_so_ctl *)(void *)cp;
-  long long chunk = (long long)c->chunk, at = o->kindex * chunk;
-  long long n = c->size - at;
-  if (n > chunk)
-    n = chunk;
-  uintptr_t buf = o->kbase + (uintptr_t)c->boff + (uintptr_t)at;
-  uintptr_t slot = (uintptr_t)c->stage + o->kslot * (uintptr_t)(chunk + KVIK_SO_SLOT_PAD) +
-                   (buf & 15);
-  if (o->kernel == KERNEL_SO_READ && c->len[o->kslot] < n)
-    n = c->len[o->kslot];
+    return r == CUDA_ERROR_INVALID_VALUE ? CUDA_ERROR_ILLEGAL_ADDRESS : r;
+  const struct kvik_so_hdr *h = (const struct kvik_so_hdr *)(void *)sp;
+  long long at = o->kindex * KVIK_SO_CHUNK;
+  long long n;
+  if (o->kernel == KERNEL_SO_READ) {
+    n = h->op == o->kop ? h->len : 0;
+    if (n > h->size - at)
+      n = h->size - at;
+  } else {
+    n = h->op == o->kop ? h->size - at : 0;
+    if (n > KVIK_SO_CHUNK)
+      n = KVIK_SO_CHUNK;
+  }
   if (n <= 0)
     return CUDA_SUCCESS;
-  char *b = NULL, *sl = NULL;
-  if (translate(buf, (size_t)n, false, &b) != CUDA_SUCCESS ||
-      translate(slot, (size_t)n, false, &sl) != CUDA_SUCCESS)
+  uintptr_t buf = o->kbase + (uintptr_t)h->boff + (uintptr_t)at;
+  char *data = sp + KVIK_SO_HDR + (buf & 15);
+  char *b = NULL;
+  if (translate(buf, (size_t)n, false, &b) != CUDA_SUCCESS)
     return CUDA_ERROR_ILLEGAL_ADDRESS;
   if (o->kernel == KERNEL_SO_READ)
-    memcpy(b, sl, (size_t)n);
+    memcpy(b, data, (size_t)n);
   else
-    memcpy(sl, b, (size_t)n);
+    memcpy(data, b, (size_t)n);
   return CUDA_SUCCESS;
 }
 
@@ -1751,7 +1756,8 @@ CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name)
   return CUDA_SUCCESS;
 }
 
-/* kvik's kernels take (control block, buffer base, slot, chunk index): 8, 8, 4 and 8 bytes. */
+/* kvik's kernels take (staging, buffer base, slot, chunk index, operation): 8, 8, 4, 8 and 8
+ * bytes. */
 CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
                         unsigned int gridDimZ, unsigned int blockDimX, unsigned int blockDimY,
                         unsigned int blockDimZ, unsigned int sharedMemBytes, CUstream hStream,
@@ -1770,10 +1776,11 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDi
   if (c != f->mod->ctx)
     return CUDA_ERROR_INVALID_CONTEXT; /* the stream and the function in different contexts */
   struct op o = {.kind = OP_KERNEL, .kernel = f->kernel};
-  memcpy(&o.kctl, kernelParams[0], 8);
+  memcpy(&o.kstage, kernelParams[0], 8);
   memcpy(&o.kbase, kernelParams[1], 8);
   memcpy(&o.kslot, kernelParams[2], 4);
   memcpy(&o.kindex, kernelParams[3], 8);
+  memcpy(&o.kop, kernelParams[4], 8);
   if (o.kslot >= KVIK_SO_SLOTS || o.kindex < 0)
     return CUDA_ERROR_INVALID_VALUE;
   return enqueue(hStream, o);
