@@ -812,7 +812,7 @@ static int prepare_device(const struct kvik__cuda_api *cu, struct sop *op, CUstr
   CUdevice sdev = -1;
   if ((r = cu->cuCtxGetDevice(&sdev)) != CUDA_SUCCESS)
     rc = kvik__cuda_fail(r, "%s %s: cuCtxGetDevice (the stream's context)", op->fn, path);
-  else if (sdev != mi->device ||
+  else if ((mi->device >= 0 && sdev != mi->device) ||
            (mi->kind == KVIK_MEM_DEVICE && !mi->pool && mi->ctx && mi->ctx != sctx))
     rc = kvik__err(KVIK_EINVAL,
                    "%s %s: the buffer %p is memory of device %d%s, the stream belongs to a "
