@@ -1024,6 +1024,20 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
     assert_int_equal(by[i], 65536);
   ASSERT_PATTERN(h, 65536 * K, 3, 21, "24 reads in flight");
   print_message("# 24 reads in flight: done\n");
+  /* Managed memory takes the same path (copy kernels write it on the GPU). */
+  if (cu.cuMemAllocManaged) {
+    CUdeviceptr mg;
+    CT_CU(cu.cuMemAllocManaged(&mg, 2 * 65536, CU_MEM_ATTACH_GLOBAL));
+    size = 65536;
+    foff = 9;
+    boff = 5;
+    bytes = -1;
+    ASSERT_CODE(kvik_file_read_async(f, dp(mg), &size, &foff, &boff, &bytes, s), 0);
+    CT_CU(cu.cuStreamSynchronize(s));
+    assert_int_equal(bytes, 65536);
+    ASSERT_PATTERN((uint8_t *)dp(mg) + 5, 65536, 9, 21, "read_async into managed memory");
+    CT_CU(cu.cuMemFree_v2(mg));
+  }
   /* The future forms. */
   kvik_future *fut;
   ASSERT_CODE(kvik_file_read_async_future(f, dp(d), n, 5, s, &fut), 0);
