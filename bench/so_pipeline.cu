@@ -1,5 +1,5 @@
 // The GPU side of kvik's stream-ordered reads, piece by piece, on one stream with every flag
-// already set (no pool worker involved): what each step costs per 2 MiB chunk. Also a kernel
+// already set (no pool worker involved): what each step costs per chunk. Also a kernel
 // reading pinned host memory directly, the design the copy engine replaced. Numbers quoted in
 // docs/cufile.md came from this program on the GPU machine.
 //
@@ -17,16 +17,17 @@ __global__ void zero_copy(char *dst, const char *src, long long n) { copy(dst, s
 
 int main() {
   const size_t chunk = KVIK_SO_CHUNK, stride = KVIK_SO_STRIDE, slots = KVIK_SO_SLOTS;
+  const int n = 256;
   char *h, *ds, *d;
   struct kvik_so_ctl *c;
   cudaHostAlloc(&h, slots * stride, cudaHostAllocPortable);
   cudaHostAlloc(&c, 4096, cudaHostAllocPortable | cudaHostAllocMapped);
   cudaMalloc(&ds, slots * stride);
-  cudaMalloc(&d, 512u << 20);
+  cudaMalloc(&d, (size_t)n * chunk);
   memset(c, 0, sizeof *c);
   for (size_t i = 0; i < slots; i++) {
     c->ready[i] = 1u << 30;
-    struct kvik_so_hdr hd = {1, (long long)chunk, 512ll << 20, 0};
+    struct kvik_so_hdr hd = {1, (long long)chunk, (long long)(n * chunk), 0};
     memcpy(h + i * stride, &hd, sizeof hd);
   }
   CUdeviceptr dc;
@@ -41,7 +42,6 @@ int main() {
   const char *names[] = {"copy engine only",       "wait + copy engine + write",
                          "all (kvik's per chunk)", "kernel only (device slot)",
                          "wait + write",           "zero-copy kernel from pinned"};
-  const int n = 256;
   for (int v = 0; v < 6; v++) {
     float ms = 0;
     for (int rep = 0; rep < 2; rep++) { // the first pass warms up
@@ -65,8 +65,8 @@ int main() {
       cudaEventSynchronize(e1);
       cudaEventElapsedTime(&ms, e0, e1);
     }
-    printf("%-30s %8.2f GB/s %8.1f us per 2 MiB chunk\n", names[v], (double)n * chunk / ms / 1e6,
-           ms * 1000 / n);
+    printf("%-30s %8.2f GB/s %8.1f us per %zu MiB chunk\n", names[v],
+           (double)n * chunk / ms / 1e6, ms * 1000 / n, chunk >> 20);
   }
   printf("errors: %s\n", cudaGetErrorString(cudaGetLastError()));
   return 0;

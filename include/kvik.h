@@ -632,7 +632,7 @@ KVIK_API int kvik_batch_destroy(kvik_batch *batch);
  * waits (cuStreamWaitValue32) on flags the workers set, the copy engine moves each slot between
  * host and device, and kvik's own copy kernels, enqueued on the stream, move the data between the
  * device slots and the buffer at the offsets read when the stream got there. Each stream in use
- * at once gets 16 MiB of pinned and 16 MiB of device staging, made on its first use and kept;
+ * at once gets 32 MiB of pinned and 32 MiB of device staging, made on its first use and kept;
  * the first operation in a context also loads the kernels. For device and managed memory the
  * stream's context must be on the buffer's device (device memory: the buffer's context). That
  * needs a GPU that can wait on memory from a stream (every driver from CUDA 12 on) and run PTX;

@@ -37,7 +37,7 @@
  * Everything CUDA is made on the enqueuing thread: control blocks and staging sets (pinned,
  * device-mapped), the module. They are reused and never freed (no CUDA call at exit). A
  * page-locked allocation may wait for work in flight on the device, so they are made rarely: 1024
- * control blocks at a time, and one staging set (8 slots of CHUNK bytes, 16 MiB pinned and 16 MiB
+ * control blocks at a time, and one staging set (8 slots of CHUNK bytes, 32 MiB pinned and 32 MiB
  * of device memory) per stream of a context that has device operations in flight at once with
  * the others (see stage_use).
  *

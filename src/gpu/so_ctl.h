@@ -29,7 +29,7 @@ typedef uint64_t kvik_so_u64;
 #endif
 
 #define KVIK_SO_SLOTS 8
-#define KVIK_SO_CHUNK (2ll << 20) /* bytes of data per slot                               */
+#define KVIK_SO_CHUNK (4ll << 20) /* bytes of data per slot                               */
 #define KVIK_SO_HDR 64 /* bytes of header at the start of a slot                      */
 #define KVIK_SO_TAIL 64 /* bytes after the chunk: room for the offset modulo 16, rounded */
 
