@@ -128,20 +128,20 @@ else
   fails+=(kernel)
 fi
 
-echo "=== stream-ordered reads on kvik's path vs the synchronous device read (bench/async_read.cu)"
-if [[ -x $nvcc ]] && "$nvcc" -O2 -o "$build/async_read" "$root/bench/async_read.cu" -I"$root/include" \
-  -L"$build" -lkvik -Xlinker -rpath="$build" >"$logs/async-read-nvcc.log" 2>&1; then
-  f=$data/async-read.dat
+echo "=== stream-ordered I/O on kvik's path vs kvik's parallel device I/O (bench/stream_io.cu)"
+if [[ -x $nvcc ]] && "$nvcc" -O2 -o "$build/stream_io" "$root/bench/stream_io.cu" -I"$root/include" \
+  -L"$build" -lkvik -Xlinker -rpath="$build" >"$logs/stream-io-nvcc.log" 2>&1; then
+  f=$data/stream-io.dat
   dd if=/dev/zero of="$f" bs=16M count=128 status=none
-  timeout 120 "$build/async_read" "$f" 3 2>&1 | tee "$logs/async-read.log"
+  timeout 120 "$build/stream_io" "$f" 3 2>&1 | tee "$logs/stream-io.log"
   rc=${PIPESTATUS[0]}
   rm -f "$f"
-  note "async_read ($card): exit $rc: $(tail -1 "$logs/async-read.log")"
-  ((rc == 0)) || fails+=(async_read)
+  note "stream_io ($card): exit $rc: $(tail -1 "$logs/stream-io.log")"
+  ((rc == 0)) || fails+=(stream_io)
 else
-  tail -20 "$logs/async-read-nvcc.log" 2>/dev/null
-  note "async_read: not built"
-  fails+=(async_read)
+  tail -20 "$logs/stream-io-nvcc.log" 2>/dev/null
+  note "stream_io: not built"
+  fails+=(stream_io)
 fi
 
 echo "=== cufile: kvik bench --mem device --cache hot, compat AUTO vs OFF, $size"
