@@ -910,8 +910,9 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
   CT_CU(cu.cuMemsetD8_v2(d, 0, n + 4096));
   if (!g_real)
     fc.set("delay_us", 3000);
-  /* kvik's path must not need another stream while the caller's waits (it hung on a GPU that
-   * way): the fake's streams share one queue that a waiting stream holds. */
+  /* kvik's path must not need another stream while the caller's waits (CUDA's scheduler does not
+   * see what a stream memory operation waits for): the fake's streams share one queue that a
+   * waiting stream holds. */
   if (!g_real && fi.path != KVIK_PATH_GDS)
     fc.set("one_queue", 1);
   long async_calls = g_real ? 0 : ff.calls("cuFileWriteAsync");
