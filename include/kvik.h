@@ -560,6 +560,14 @@ KVIK_API int kvik_buffer_deregister(const void *buf);
  *  libcufile has no stream API) or KVIK_ECUFILE. */
 KVIK_API int kvik_stream_register(struct CUstream_st *stream, unsigned flags);
 KVIK_API int kvik_stream_deregister(struct CUstream_st *stream);
+/** Makes now what kvik's own stream ordering (kvik_file_read_async/write_async on files GDS does
+ *  not serve, below) needs for device memory on this stream: its copy kernels loaded in the
+ *  stream's context and a free staging set there (32 MiB pinned + 32 MiB device, kept). Loading
+ *  and page-locked allocation may wait for work in flight on the device; calling this first keeps
+ *  that wait out of the first enqueue. Optional. NULL is the current context's default stream.
+ *  Returns 0, KVIK_EUNSUPPORTED (kvik's stream ordering unavailable, saying why) or a CUDA
+ *  error. */
+KVIK_API int kvik_stream_prepare(struct CUstream_st *stream);
 
 /* ------------------------------------------------------------------------------------------
  * Batch I/O: many independent reads and writes submitted at once and reaped as they finish.

@@ -347,7 +347,7 @@ static int module_get(const struct kvik__cuda_api *cu, CUcontext ctx, const stru
 
 static pthread_once_t memops_once = PTHREAD_ONCE_INIT;
 static bool memops_ok;
-static char memops_why[160];
+static char memops_why[224];
 
 static void memops_probe(void) {
   const struct kvik__cuda_api *cu;
@@ -361,7 +361,8 @@ static void memops_probe(void) {
                         : !cu->cuLaunchKernel          ? "cuLaunchKernel"
                                                        : NULL;
   if (missing) {
-    snprintf(memops_why, sizeof memops_why, "libcuda.so.1 lacks %s", missing);
+    snprintf(memops_why, sizeof memops_why,
+             "kvik's stream ordering needs %s, which this libcuda.so.1 lacks", missing);
     return;
   }
   if (cu->driver_version >= 12000) { /* 32-bit stream memory operations are always on */
@@ -376,12 +377,19 @@ static void memops_probe(void) {
             CUDA_SUCCESS ||
         v != 1) {
       snprintf(memops_why, sizeof memops_why,
-               "device %d does not support stream memory operations (driver %d)", d,
-               cu->driver_version);
+               "kvik's stream ordering needs the GPU to wait on memory from a stream, and device "
+               "%d does not support stream memory operations (driver %d)",
+               d, cu->driver_version);
       return;
     }
   }
   memops_ok = true;
+}
+
+/* Why kvik's stream ordering is unavailable (after memops_probe found it so). */
+static const char *memops_msg(void) {
+  return memops_why[0] ? memops_why
+                       : "kvik's stream ordering needs the CUDA driver, which could not be used";
 }
 
 /* ---- operations --------------------------------------------------------------------------- */
@@ -851,10 +859,7 @@ static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstrea
   pthread_once(&memops_once, memops_probe);
   if (!memops_ok) {
     sop_unref(op);
-    return kvik__err(KVIK_EUNSUPPORTED,
-                     "%s %s: kvik's stream ordering needs the GPU to wait on memory from a "
-                     "stream and to run its copy kernels, and %s",
-                     fn, path, memops_why);
+    return kvik__err(KVIK_EUNSUPPORTED, "%s %s: %s", fn, path, memops_msg());
   }
   int rc = kvik__file_pool(op->f, &op->pool);
   struct kvik__mem_info mi;
@@ -932,6 +937,48 @@ static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstrea
   }
   sop_unref(op);
   return 0;
+}
+
+/* ---- preparing a stream ------------------------------------------------------------------ */
+
+int kvik_stream_prepare(struct CUstream_st *stream) {
+  const struct kvik__cuda_api *cu;
+  int rc = kvik__config_ready();
+  if (rc == 0)
+    rc = kvik__cuda_get(&cu);
+  if (rc)
+    return rc;
+  pthread_once(&memops_once, memops_probe);
+  if (!memops_ok)
+    return kvik__err(KVIK_EUNSUPPORTED, "kvik_stream_prepare: %s", memops_msg());
+  CUcontext sctx = NULL, cur = NULL;
+  CUresult r = cu->cuStreamGetCtx(stream, &sctx);
+  if (r != CUDA_SUCCESS)
+    return kvik__cuda_fail(r, "kvik_stream_prepare: cuStreamGetCtx (the stream's context)");
+  bool push = cu->cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur != sctx;
+  if (push && (r = cu->cuCtxPushCurrent_v2(sctx)) != CUDA_SUCCESS)
+    return kvik__cuda_fail(r, "kvik_stream_prepare: cuCtxPushCurrent_v2 (the stream's context)");
+  const struct module *m;
+  struct ctlblk *b = NULL;
+  if ((rc = module_get(cu, sctx, &m)) == 0 && (rc = ctl_get(cu, &b)) == 0)
+    ctl_put(b);
+  /* A free staging set in the context, unless the stream holds one already. */
+  pthread_mutex_lock(&stage_lock);
+  bool have = false;
+  for (struct user *u = users; u && !have; u = u->next)
+    have = u->stream == stream && u->ctx == sctx;
+  for (struct stage *st = free_stages; st && !have; st = st->next)
+    have = st->ctx == sctx;
+  pthread_mutex_unlock(&stage_lock);
+  struct stage *st = NULL;
+  if (rc == 0 && !have && (rc = stage_new(cu, sctx, &st)) == 0) {
+    pthread_mutex_lock(&stage_lock);
+    st->next = free_stages;
+    free_stages = st;
+    pthread_mutex_unlock(&stage_lock);
+  }
+  pop_ctx(cu, push);
+  return rc;
 }
 
 /* ---- the cuFile path ---------------------------------------------------------------------- */

@@ -1302,6 +1302,55 @@ static void async_faults(void **state) {
   free(path);
 }
 
+/* kvik_stream_prepare: afterwards the first operation on the stream loads nothing and allocates
+ * nothing, so it can be enqueued while the stream is busy (here: held), even where allocations
+ * wait for every stream (the fake's "alloc_syncs", on in these tests). */
+static void async_prepare(void **state) {
+  (void)state;
+  FAKE_ONLY();
+  set_mode(M_COMPAT, -1);
+  char *path = new_path();
+  t_write_pattern_file(path, 1 << 20, 41);
+  kvik_file *f = open_mode(path, "r", KVIK_COMPAT_ON, 0);
+  CUcontext own;
+  CUstream s;
+  CUdeviceptr d;
+  CT_CU(cu.cuCtxCreate_v4(&own, NULL, 0, 0)); /* a context kvik has not seen */
+  CT_CU(cu.cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+  CT_CU(cu.cuMemAlloc_v2(&d, 1 << 20));
+  long loads = fc.calls("cuModuleLoadData");
+  ASSERT_CODE(kvik_stream_prepare(s), 0);
+  assert_int_equal(fc.calls("cuModuleLoadData"), loads + 1);
+  ASSERT_CODE(kvik_stream_prepare(s), 0); /* again: nothing more to make */
+  assert_int_equal(fc.calls("cuModuleLoadData"), loads + 1);
+  long host_allocs = fc.calls("cuMemHostAlloc"), dev_allocs = fc.calls("cuMemAlloc_v2");
+  struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+  CT_CU(cu.cuLaunchHostFunc(s, gate_fn, &g));
+  size_t size = 1 << 20;
+  int64_t foff = 0, boff = 0;
+  ssize_t bytes = -1;
+  ASSERT_CODE(kvik_file_read_async(f, dp(d), &size, &foff, &boff, &bytes, s), 0);
+  assert_int_equal(fc.calls("cuMemHostAlloc"), host_allocs);
+  assert_int_equal(fc.calls("cuMemAlloc_v2"), dev_allocs);
+  assert_int_equal(fc.calls("cuModuleLoadData"), loads + 1);
+  gate_open(&g);
+  CT_CU(cu.cuStreamSynchronize(s));
+  assert_int_equal(bytes, 1 << 20);
+  uint8_t *h = t_alloc_aligned(1 << 20);
+  CT_CU(cu.cuMemcpyDtoH_v2(h, d, 1 << 20));
+  ASSERT_PATTERN(h, 1 << 20, 0, 41, "read after kvik_stream_prepare");
+  CT_CU(cu.cuMemFree_v2(d));
+  CT_CU(cu.cuStreamDestroy_v2(s));
+  CT_CU(cu.cuCtxDestroy_v2(own));
+  /* The default stream with no usable context: CUDA's error, named. */
+  ASSERT_CODE(kvik_stream_prepare(NULL), KVIK_ECUDA);
+  ASSERT_CONTAINS(kvik_last_error(), "cuStreamGetCtx");
+  kvik_file_close(f);
+  free(h);
+  unlink(path);
+  free(path);
+}
+
 static void misc_stream_register(void **state) {
   (void)state;
   CUstream s;
@@ -1675,6 +1724,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(async_gds),
       cmocka_unit_test(async_bad),
       cmocka_unit_test(async_faults),
+      cmocka_unit_test(async_prepare),
       cmocka_unit_test(misc_stream_register),
       cmocka_unit_test(misc_exit),
   };
