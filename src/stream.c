@@ -601,7 +601,7 @@ static bool task_spawn(struct sop *op, bool lead) {
   return false;
 }
 
-/* One run of a task. False to be queued again (it waits for the GPU or for a staging set). */
+/* One run of a task. False to be queued again (it waits for the GPU to empty or fill a slot). */
 static bool task_step(struct task *t) {
   struct sop *op = t->op;
   if (t->lead) {
