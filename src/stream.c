@@ -744,6 +744,23 @@ static void abandon(struct sop *op, bool *runs) {
   *runs = false;
 }
 
+/* Makes the stream's context current (pushed only if it is not already; *pushed says so, for
+ * pop_ctx). who names the call in errors. */
+static int push_stream_ctx(const struct kvik__cuda_api *cu, CUstream stream, const char *who,
+                           CUcontext *sctx, bool *pushed) {
+  CUcontext cur = NULL;
+  *pushed = false;
+  CUresult r = cu->cuStreamGetCtx(stream, sctx);
+  if (r != CUDA_SUCCESS)
+    return kvik__cuda_fail(r, "%s: cuStreamGetCtx (the stream's context)", who);
+  if (cu->cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur == *sctx)
+    return 0;
+  if ((r = cu->cuCtxPushCurrent_v2(*sctx)) != CUDA_SUCCESS)
+    return kvik__cuda_fail(r, "%s: cuCtxPushCurrent_v2 (the stream's context)", who);
+  *pushed = true;
+  return 0;
+}
+
 static void pop_ctx(const struct kvik__cuda_api *cu, bool pushed) {
   CUcontext dummy;
   if (pushed)
@@ -802,45 +819,53 @@ static CUresult enqueue_chunks(const struct kvik__cuda_api *cu, struct sop *op,
 }
 
 /* Device and managed memory: the stream's context must be able to run the kernels on the
- * buffer. Sets op->device, op->alloc_end, *m. */
+ * buffer. Sets op->device, op->alloc_end, *m. On success the stream's context is current
+ * (*pushed: pushed, for pop_ctx), for the stream work to come. */
 static int prepare_device(const struct kvik__cuda_api *cu, struct sop *op, CUstream stream,
-                          const struct kvik__mem_info *mi, const struct module **m) {
+                          const struct kvik__mem_info *mi, const struct module **m,
+                          bool *pushed) {
   const char *path = kvik_file_path(op->f);
+  char who[256];
+  snprintf(who, sizeof who, "%s %s", op->fn, path);
   CUcontext sctx = NULL, bctx = NULL;
-  CUresult r = cu->cuStreamGetCtx(stream, &sctx);
-  if (r != CUDA_SUCCESS)
-    return kvik__cuda_fail(r, "%s %s: cuStreamGetCtx (the stream's context)", op->fn, path);
   int rc = kvik__mem_ctx(mi, &bctx);
-  if (rc)
+  if (rc || (rc = push_stream_ctx(cu, stream, who, &sctx, pushed)) != 0)
     return rc;
-  CUcontext cur = NULL;
-  bool push = cu->cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur != sctx;
-  if (push && (r = cu->cuCtxPushCurrent_v2(sctx)) != CUDA_SUCCESS)
-    return kvik__cuda_fail(r, "%s %s: cuCtxPushCurrent_v2 (the stream's context)", op->fn, path);
   CUdevice sdev = -1;
+  CUresult r;
   if ((r = cu->cuCtxGetDevice(&sdev)) != CUDA_SUCCESS)
-    rc = kvik__cuda_fail(r, "%s %s: cuCtxGetDevice (the stream's context)", op->fn, path);
+    rc = kvik__cuda_fail(r, "%s: cuCtxGetDevice (the stream's context)", who);
   else if ((mi->device >= 0 && sdev != mi->device) ||
            (mi->kind == KVIK_MEM_DEVICE && !mi->pool && mi->ctx && mi->ctx != sctx))
     rc = kvik__err(KVIK_EINVAL,
-                   "%s %s: the buffer %p is memory of device %d%s, the stream belongs to a "
+                   "%s: the buffer %p is memory of device %d%s, the stream belongs to a "
                    "context of device %d: the copy kernels run on the stream",
-                   op->fn, path, (void *)op->base, mi->device,
+                   who, (void *)op->base, mi->device,
                    sdev == mi->device ? " in another context" : "", (int)sdev);
   else if ((rc = module_get(cu, sctx, m)) == 0)
     rc = stage_use(cu, stream, sctx, &op->user);
-  if (push) {
-    CUcontext dummy;
-    cu->cuCtxPopCurrent_v2(&dummy);
-  }
-  if (rc)
+  if (rc) {
+    pop_ctx(cu, *pushed);
+    *pushed = false;
     return rc;
+  }
   op->device = true;
   op->sctx = sctx;
   op->stage = op->user->stage;
   if (mi->range_known)
     op->alloc_end = (uintptr_t)(mi->base + mi->alloc_size);
   return 0;
+}
+
+/* Undoes an enqueue that put nothing on the stream. Returns rc. */
+static int enqueue_undo(const struct kvik__cuda_api *cu, struct sop *op, bool pushed, int rc) {
+  pop_ctx(cu, pushed);
+  if (op->user)
+    stage_unuse(op->user, false);
+  if (op->ctl)
+    ctl_put(op->ctl);
+  sop_unref(op);
+  return rc;
 }
 
 /* kvik's own stream ordering (see the top of this file). Takes over op. *runs is set when the
@@ -864,19 +889,14 @@ static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstrea
   int rc = kvik__file_pool(op->f, &op->pool);
   struct kvik__mem_info mi;
   const struct module *m = NULL;
+  bool pushed = false; /* the stream's context, for the copies and launches (device memory) */
   if (rc == 0 && (rc = kvik__mem_query((const void *)op->base, 1, &mi)) == 0 &&
       kvik__mem_is_device(mi.kind))
-    rc = prepare_device(cu, op, stream, &mi, &m);
+    rc = prepare_device(cu, op, stream, &mi, &m, &pushed);
   if (rc == 0)
     rc = ctl_get(cu, &op->ctl);
-  if (rc) {
-    if (op->user)
-      stage_unuse(op->user, false);
-    if (op->ctl)
-      ctl_put(op->ctl);
-    sop_unref(op);
-    return rc;
-  }
+  if (rc)
+    return enqueue_undo(cu, op, pushed, rc);
   op->fds = *kvik__file_fds(op->f);
   /* Buffered I/O: opportunistic O_DIRECT may take a bounce buffer, and a page-locked allocation
    * is an implicit synchronization point of the device, which a worker must never meet while a
@@ -890,27 +910,12 @@ static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstrea
             "stream-ordered op %lu enqueued on stream %p: %s of up to %zu bytes, %s, %llu chunks",
             op->id, (void *)stream, op->write ? "write" : "read", op->max,
             op->device ? "device memory" : "host memory", (unsigned long long)op->nmax);
-  /* The copies and launches go to the stream's context. */
-  CUcontext cur = NULL;
-  bool push = op->device && (cu->cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur != op->sctx);
-  CUresult r = push ? cu->cuCtxPushCurrent_v2(op->sctx) : CUDA_SUCCESS;
-  if (r != CUDA_SUCCESS) {
-    if (op->user)
-      stage_unuse(op->user, false);
-    ctl_put(op->ctl);
-    sop_unref(op);
-    return kvik__cuda_fail(r, "%s %s: cuCtxPushCurrent_v2 (the stream's context)", fn, path);
-  }
   atomic_fetch_add(&op->refs, 2); /* start's and end's */
-  r = cu->cuLaunchHostFunc(stream, start, op);
+  CUresult r = cu->cuLaunchHostFunc(stream, start, op);
   if (r != CUDA_SUCCESS) {
-    pop_ctx(cu, push);
     atomic_fetch_sub(&op->refs, 2);
-    if (op->user)
-      stage_unuse(op->user, false);
-    ctl_put(op->ctl);
-    sop_unref(op);
-    return kvik__cuda_fail(r, "%s %s: cuLaunchHostFunc", fn, path);
+    return enqueue_undo(cu, op, pushed,
+                        kvik__cuda_fail(r, "%s %s: cuLaunchHostFunc", fn, path));
   }
   const char *what = NULL;
   if (op->device)
@@ -924,7 +929,7 @@ static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstrea
     what = "cuLaunchHostFunc";
     r = cu->cuLaunchHostFunc(stream, end, op);
   }
-  pop_ctx(cu, push);
+  pop_ctx(cu, pushed);
   if (r != CUDA_SUCCESS) {
     rc = kvik__cuda_fail(r, "%s %s: %s", fn, path, what);
     char msg[KVIK_ERRMSG_MAX];
@@ -951,13 +956,10 @@ int kvik_stream_prepare(struct CUstream_st *stream) {
   pthread_once(&memops_once, memops_probe);
   if (!memops_ok)
     return kvik__err(KVIK_EUNSUPPORTED, "kvik_stream_prepare: %s", memops_msg());
-  CUcontext sctx = NULL, cur = NULL;
-  CUresult r = cu->cuStreamGetCtx(stream, &sctx);
-  if (r != CUDA_SUCCESS)
-    return kvik__cuda_fail(r, "kvik_stream_prepare: cuStreamGetCtx (the stream's context)");
-  bool push = cu->cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur != sctx;
-  if (push && (r = cu->cuCtxPushCurrent_v2(sctx)) != CUDA_SUCCESS)
-    return kvik__cuda_fail(r, "kvik_stream_prepare: cuCtxPushCurrent_v2 (the stream's context)");
+  CUcontext sctx = NULL;
+  bool push;
+  if ((rc = push_stream_ctx(cu, stream, "kvik_stream_prepare", &sctx, &push)) != 0)
+    return rc;
   const struct module *m;
   struct ctlblk *b = NULL;
   if ((rc = module_get(cu, sctx, &m)) == 0 && (rc = ctl_get(cu, &b)) == 0)
