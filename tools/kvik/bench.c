@@ -162,22 +162,32 @@ static int engine_kvik_write_other(struct bench *b) { return run_kvik_on(b, b->f
 
 /* What a user writes without kvik: one thread, one call per (large) chunk of [from, to), looping
  * over short transfers and EINTR. */
-static int posix_loop(struct bench *b, enum op op, int fd, size_t from, size_t to) {
-  size_t done = from;
-  while (done < to) {
-    size_t want = to - done < BASELINE_CHUNK ? to - done : BASELINE_CHUNK;
-    ssize_t n = op == OP_READ ? pread(fd, b->buf + done, want, (off_t)done)
-                              : pwrite(fd, b->buf + done, want, (off_t)done);
+/* One pread or pwrite of want bytes at offset off, again on EINTR. Returns the bytes moved, or
+ * 0 after reporting the failure (an error, end of file, nothing written). */
+static size_t posix_once(struct bench *b, enum op op, int fd, unsigned char *buf, size_t want,
+                         size_t off) {
+  for (;;) {
+    ssize_t n =
+        op == OP_READ ? pread(fd, buf, want, (off_t)off) : pwrite(fd, buf, want, (off_t)off);
     if (n < 0 && errno == EINTR)
       continue;
-    if (n <= 0) {
-      cli_err("bench: p%s %s: %zu bytes at offset %zu: %s", op_names[op], b->path, want, done,
-              n < 0           ? strerror(errno)
-              : op == OP_READ ? "end of file"
-                              : "nothing written");
+    if (n > 0)
+      return (size_t)n;
+    cli_err("bench: p%s %s: %zu bytes at offset %zu: %s", op_names[op], b->path, want, off,
+            n < 0           ? strerror(errno)
+            : op == OP_READ ? "end of file"
+                            : "nothing written");
+    return 0;
+  }
+}
+
+static int posix_loop(struct bench *b, enum op op, int fd, size_t from, size_t to) {
+  for (size_t done = from; done < to;) {
+    size_t want = to - done < BASELINE_CHUNK ? to - done : BASELINE_CHUNK;
+    size_t n = posix_once(b, op, fd, b->buf + done, want, done);
+    if (n == 0)
       return CLI_FAIL;
-    }
-    done += (size_t)n;
+    done += n;
   }
   return CLI_OK;
 }
@@ -207,18 +217,10 @@ static int reuse_loop(struct bench *b, enum op op, int fd, unsigned char *buf, s
     int use = fd;
     if (fd == b->dfd && want % DIRECT_ALIGN)
       use = b->fd; /* an unaligned tail goes buffered, as kvik does */
-    ssize_t n =
-        op == OP_READ ? pread(use, buf, want, (off_t)done) : pwrite(use, buf, want, (off_t)done);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      cli_err("bench: p%s %s: %zu bytes at offset %zu: %s", op_names[op], b->path, want, done,
-              n < 0           ? strerror(errno)
-              : op == OP_READ ? "end of file"
-                              : "nothing written");
+    size_t n = posix_once(b, op, use, buf, want, done);
+    if (n == 0)
       return CLI_FAIL;
-    }
-    done += (size_t)n;
+    done += n;
   }
   return CLI_OK;
 }
