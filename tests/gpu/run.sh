@@ -115,9 +115,21 @@ bench() { # bench NAME ARGS...
     --file "$data/bench.dat" --json-out "$logs/${JSONL:-bench.jsonl}" "$@"
 }
 
+# Where the first device read of a fresh process spends its time (bench/first_call.cu, issue
+# #10): each mode in a fresh process, on the hot benchmark file.
+first_call() {
+  local nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
+  "$nvcc" -O2 -o "$build/first_call" "$root/bench/first_call.cu" -I"$root/include" \
+    -L"$build" -lkvik -Xlinker -rpath="$build" || return 1
+  [[ -s $data/bench.dat ]] || { echo "no $data/bench.dat (the bench steps make it)"; return 1; }
+  cat "$data/bench.dat" >/dev/null
+  "$build/first_call" "$data/bench.dat" raw && "$build/first_call" "$data/bench.dat" kvik &&
+    "$build/first_call" "$data/bench.dat" kvik
+}
+
 echo "kvik GPU run: size $size, budget ${budget} s, logs in $logs"
 export root work size budget repeat logs build data
-export -f machine configure_build gpu_tests round_trip bench
+export -f machine configure_build gpu_tests round_trip bench first_call
 TAIL_LINES=40 step machine 30 machine
 KVIK_CMAKE_ARGS=""
 deps >"$logs/deps.log" 2>&1
@@ -135,6 +147,7 @@ elif step build 240 configure_build; then
   TAIL_LINES=30 step bench_device_hot 200 bench --mem device --cache hot --force
   TAIL_LINES=14 step bench_device_cold 120 bench --mem device --cache cold --no-write
   TAIL_LINES=14 step bench_host_hot 120 bench --mem host --cache hot --force
+  TAIL_LINES=24 step first_call 90 first_call
   # Experiments, not kvik's defaults (the figures above are): what bounds the hot and cold
   # device reads. Tagged in the JSON lines by their settings.
   TAIL_LINES=12 step x_task16M_hot 100 env JSONL=experiments.jsonl KVIKIO_TASK_SIZE=16M \
