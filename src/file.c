@@ -113,12 +113,17 @@ static int decide_cufile(kvik_file *f, bool required) {
   char why[512];
   int rc = 0;
   const struct kvik__cufile_api *cf;
-  if ((rc = kvik__cufile_get(&cf)) != 0) {
+  /* AUTO asks first whether cuFile could do DMA for this file at all: where the answer needs
+   * no cuFile (no nvidia-fs and not on NVMe), its driver is never opened. */
+  bool prefer = kvik__cfg_u64(KVIK_CFG_PREFER_CUFILE_COMPAT);
+  int dma = required || prefer ? -1 : kvik__cufile_dma(f->path, f->fds.fd, why, sizeof why);
+  if (dma != 0 && (rc = kvik__cufile_get(&cf)) != 0) {
     step = "loading cuFile";
     goto no_cufile;
   }
-  int dma = kvik__cufile_dma(f->path, f->fds.fd, why, sizeof why);
-  if (!required && !dma && !kvik__cfg_u64(KVIK_CFG_PREFER_CUFILE_COMPAT)) {
+  if (dma < 0)
+    dma = kvik__cufile_dma(f->path, f->fds.fd, why, sizeof why);
+  if (!required && !dma && !prefer) {
     f->io_path = KVIK_PATH_POSIX;
     set_reason(f,
                "%s: kvik's device path, faster than cuFile's compat mode: %s "
@@ -224,7 +229,9 @@ int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t 
                    kvik_compat compat) {
   if (!out || !path || !flags)
     return kvik__err(KVIK_EINVAL, "kvik_file_open: %s is NULL",
-                     !out ? "out" : !path ? "path" : "flags");
+                     !out    ? "out"
+                     : !path ? "path"
+                             : "flags");
   if ((int)compat < KVIK_COMPAT_OFF || compat > KVIK_COMPAT_DEFAULT)
     return kvik__err(KVIK_EINVAL, "kvik_file_open %s: unknown compat mode %d", path, (int)compat);
   int oflags = 0;
@@ -248,7 +255,8 @@ int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t 
   f->oflags = oflags;
   f->cufile_fd = -1;
   pthread_mutex_init(&f->decide_lock, NULL);
-  f->compat = compat == KVIK_COMPAT_DEFAULT ? (int)kvik__cfg_u64(KVIK_CFG_COMPAT_MODE) : (int)compat;
+  f->compat =
+      compat == KVIK_COMPAT_DEFAULT ? (int)kvik__cfg_u64(KVIK_CFG_COMPAT_MODE) : (int)compat;
   f->fds.path = f->path;
   f->fds.fd_direct = -1;
   f->fds.fd = kvik__sys.open(path, oflags | O_CLOEXEC, mode);
@@ -472,8 +480,8 @@ static int io_opts(kvik_file *f, const struct kvik_io_opts *opts, size_t *task_s
   *pool = f->pool;
   if (opts) {
     if (opts->sz < offsetof(struct kvik_io_opts, pool) + sizeof opts->pool)
-      return kvik__err(KVIK_EINVAL, "kvik_io_opts: sz is %zu, set it to sizeof(struct kvik_io_opts)",
-                       opts->sz);
+      return kvik__err(KVIK_EINVAL,
+                       "kvik_io_opts: sz is %zu, set it to sizeof(struct kvik_io_opts)", opts->sz);
     if (opts->task_size)
       *task_size = opts->task_size;
     if (opts->pool)
@@ -508,8 +516,7 @@ static int submit(kvik_file *f, kvik__chunk_fn fn, uintptr_t buf, size_t size, i
     fn = read_chunk_pipelined;
     flush = flush_chunks;
   }
-  return kvik__pool_submit_range(pool, fn, flush, &c, sizeof c, buf, size, offset, task_size,
-                                 out);
+  return kvik__pool_submit_range(pool, fn, flush, &c, sizeof c, buf, size, offset, task_size, out);
 }
 
 int kvik_file_pread(kvik_file *f, void *buf, size_t size, int64_t offset,

@@ -486,8 +486,41 @@ static int fs_status_bit(const char *fs, const char *disk, bool p2p_only) {
   return -1;
 }
 
+/* The filesystem type and disk under fd, for the DMA check. 0, or -1 with `why` filled. */
+static int file_place(const char *path, int fd, char *fs, size_t fs_len, char *disk,
+                      size_t disk_len, char *why, size_t len) {
+  struct stat st;
+  if (kvik__sys.fstat(fd, &st) != 0) {
+    snprintf(why, len, "cuFile's DMA check: fstat %s failed: %s", path, kvik__errno_text(errno));
+    return -1;
+  }
+  unsigned dma, dmi;
+  kvik__fs_type((unsigned long)st.st_dev, fs, fs_len);
+  if (kvik__blockdev(major(st.st_dev), minor(st.st_dev), disk, disk_len, &dma, &dmi) != 0)
+    disk[0] = '\0';
+  return 0;
+}
+
 int kvik__cufile_dma(const char *path, int fd, char *why, size_t len) {
   snprintf(why, len, "cuFile's properties are unknown");
+  char dir[PATH_MAX], fs[64], disk[64];
+  bool nvfs = nvfs_loaded(dir, sizeof dir);
+  int forced = atomic_load(&hook_fs_dma);
+  /* Without nvidia-fs only kernel P2PDMA does DMA, and only for ext4 or xfs on local NVMe. A
+   * file anywhere else is answered from those facts alone, without loading cuFile: opening its
+   * driver took 0.4 s on the H200 machine, which every file open in AUTO would otherwise pay
+   * (and a one-shot load with it). */
+  if (!nvfs && forced < 0) {
+    if (file_place(path, fd, fs, sizeof fs, disk, sizeof disk, why, len) != 0)
+      return 0;
+    if (fs_status_bit(fs, disk, true) < 0) {
+      snprintf(why, len,
+               "cuFile would run its compat mode: nvidia-fs not loaded (no %s), and kernel "
+               "P2PDMA serves only ext4 or xfs on local NVMe, not %s on %s",
+               dir, fs, disk[0] ? disk : "no disk");
+      return 0;
+    }
+  }
   const struct kvik__cufile_api *cf;
   if (kvik__cufile_get(&cf) != 0)
     return 0;
@@ -496,8 +529,6 @@ int kvik__cufile_dma(const char *path, int fd, char *why, size_t len) {
     snprintf(why, len, "%s", kvik_last_error());
     return 0;
   }
-  char dir[PATH_MAX];
-  bool nvfs = nvfs_loaded(dir, sizeof dir);
   bool p2p =
       bit(p.fflags, CU_FILE_P2P_SUPPORTED) && bit(p.nvfs.dstatusflags, CU_FILE_NVME_P2P_SUPPORTED);
   if (!nvfs && !p2p) {
@@ -506,24 +537,14 @@ int kvik__cufile_dma(const char *path, int fd, char *why, size_t len) {
     return 0;
   }
   const char *mech = nvfs ? "nvidia-fs" : "kernel P2PDMA";
-  int forced = atomic_load(&hook_fs_dma);
   if (forced >= 0) {
     snprintf(why, len, "%s%s is active; filesystem check forced to %s (test hook)",
              forced ? "real GDS: " : "cuFile would run its compat mode: ", mech,
              forced ? "DMA" : "no DMA");
     return forced;
   }
-  struct stat st;
-  if (kvik__sys.fstat(fd, &st) != 0) {
-    snprintf(why, len, "%s is active, but fstat %s failed: %s", mech, path,
-             kvik__errno_text(errno));
+  if (file_place(path, fd, fs, sizeof fs, disk, sizeof disk, why, len) != 0)
     return 0;
-  }
-  char fs[64], disk[64];
-  unsigned dma, dmi;
-  kvik__fs_type((unsigned long)st.st_dev, fs, sizeof fs);
-  if (kvik__blockdev(major(st.st_dev), minor(st.st_dev), disk, sizeof disk, &dma, &dmi) != 0)
-    disk[0] = '\0';
   int b = fs_status_bit(fs, disk, !nvfs);
   if (b < 0 || !bit(p.nvfs.dstatusflags, b)) {
     snprintf(why, len,
