@@ -90,6 +90,11 @@ static _Atomic unsigned fork_gen;
 /* Guards dev_pools (below). Taken before all_lock. Pools in it live until the process exits. */
 static pthread_mutex_t dev_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Functions every worker runs right before it exits (kvik__pool_on_worker_exit). Slots are
+ * filled once and never cleared, so workers read them without a lock. */
+#define WORKER_EXIT_HOOKS 4
+static void (*_Atomic exit_hooks[WORKER_EXIT_HOOKS])(void);
+
 /* The pool this thread works for (NULL outside workers). */
 static _Thread_local struct kvik_pool *current_pool;
 
@@ -153,7 +158,24 @@ static void *worker_main(void *arg) {
     pthread_mutex_lock(&p->lock);
   }
   pthread_mutex_unlock(&p->lock);
+  /* Per-thread resources that must not be released from a thread-exit destructor (CUDA streams)
+   * go now, while this thread is still whole. */
+  for (int i = 0; i < WORKER_EXIT_HOOKS; i++) {
+    void (*hook)(void) = atomic_load_explicit(&exit_hooks[i], memory_order_acquire);
+    if (hook)
+      hook();
+  }
   return NULL;
+}
+
+int kvik__pool_on_worker_exit(void (*fn)(void)) {
+  for (int i = 0; i < WORKER_EXIT_HOOKS; i++) {
+    void (*cur)(void) = NULL;
+    if (atomic_compare_exchange_strong(&exit_hooks[i], &cur, fn) || cur == fn)
+      return 0;
+  }
+  return kvik__err(KVIK_EINTERNAL, "thread pool: more than %d worker exit hooks",
+                   WORKER_EXIT_HOOKS);
 }
 
 /* Starts workers up to target. Called with p->lock held. Returns 0 if at least one worker runs. */
