@@ -246,7 +246,10 @@ KVIK_API ssize_t kvik_file_read(kvik_file *f, void *buf, size_t size, int64_t of
 /** Writes size bytes from buf at offset, blocking. Returns size or a negative code. */
 KVIK_API ssize_t kvik_file_write(kvik_file *f, const void *buf, size_t size, int64_t offset);
 /** Parallel read: split into task-size chunks on the pool. *out receives a future to wait on.
- *  On an immediate error (bad arguments) no future is made and the code is returned. */
+ *  On an immediate error (bad arguments) no future is made and the code is returned. The
+ *  future's count is the length of the contiguous prefix of buf that was read: when a chunk
+ *  comes up short (end of file, or a file that shrank during the read), bytes that later chunks
+ *  read past it are not counted. */
 KVIK_API int kvik_file_pread(kvik_file *f, void *buf, size_t size, int64_t offset,
                              const struct kvik_io_opts *opts, kvik_future **out);
 /** Parallel write; see kvik_file_pread. */

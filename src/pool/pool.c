@@ -67,7 +67,11 @@ struct kvik_future {
   _Atomic size_t next_chunk;  /* next chunk to claim */
   _Atomic size_t chunks_done; /* chunks finished */
   _Atomic int64_t bytes;      /* bytes done over all chunks */
-  pthread_mutex_t lock;       /* guards done, err, err_off, errmsg; cv waits on done */
+  /* The lowest file offset at which a chunk came up short (its offset plus its count), or
+   * INT64_MAX: the result is the contiguous prefix up to it, not the sum of the chunks' counts
+   * (when the file shrank and grew back during the read, later chunks count bytes past a gap). */
+  _Atomic int64_t short_end;
+  pthread_mutex_t lock; /* guards done, err, err_off, errmsg; cv waits on done */
   pthread_cond_t cv;
   bool done;
   ssize_t result; /* for hand-completed futures */
@@ -464,6 +468,7 @@ static kvik_future *future_alloc(void) {
     return NULL;
   f->magic = KVIK_MAGIC_FUTURE;
   f->gen = atomic_load(&fork_gen);
+  atomic_init(&f->short_end, INT64_MAX);
   pthread_mutex_init(&f->lock, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
@@ -504,6 +509,14 @@ static void record_error(kvik_future *f, int code, int64_t off) {
   pthread_mutex_unlock(&f->lock);
 }
 
+/* Records that a chunk ended short at file offset end; the lowest such end wins. */
+static void record_short(kvik_future *f, int64_t end) {
+  int64_t cur = atomic_load_explicit(&f->short_end, memory_order_relaxed);
+  while (end < cur && !atomic_compare_exchange_weak_explicit(
+                          &f->short_end, &cur, end, memory_order_relaxed, memory_order_relaxed))
+    ;
+}
+
 /* Counts `count` finished chunks (and their bytes); the last one marks the future done.
  * Returns true if that was the last. */
 static bool count_chunks(kvik_future *f, size_t count, int64_t bytes) {
@@ -542,6 +555,8 @@ static void range_worker(void *arg) {
         record_error(f, (int)n, off);
       else
         bytes += n;
+      if (n >= 0 && (size_t)n < len)
+        record_short(f, off + n);
       ran++;
       first_off = KVIK_MIN(first_off, off);
       if (atomic_load_explicit(&f->next_chunk, memory_order_relaxed) >= f->nchunks)
@@ -686,6 +701,9 @@ ssize_t kvik_future_wait(kvik_future *f) {
     return rc;
   pthread_mutex_lock(&f->lock);
   ssize_t result = f->manual ? f->result : (ssize_t)atomic_load(&f->bytes);
+  int64_t short_end = atomic_load(&f->short_end);
+  if (!f->manual && short_end != INT64_MAX)
+    result = KVIK_MIN(result, (ssize_t)(short_end - f->off)); /* the contiguous prefix */
   if (f->err) {
     result = f->err;
     kvik__err_set(f->err, f->errmsg);
