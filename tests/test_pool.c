@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,8 +73,18 @@ static int gate_open;
 static int gate_waiting;
 static atomic_int gate_fd = -1;
 
+static _Atomic unsigned long long gate_ino; /* also gate every descriptor of this inode */
+
+static bool gated_fd(int fd) {
+  if (fd == atomic_load(&gate_fd))
+    return true;
+  unsigned long long ino = atomic_load(&gate_ino);
+  struct stat st;
+  return ino && fstat(fd, &st) == 0 && (unsigned long long)st.st_ino == ino;
+}
+
 static ssize_t gated_pread(int fd, void *buf, size_t n, off_t off) {
-  if (fd == atomic_load(&gate_fd)) {
+  if (gated_fd(fd)) {
     pthread_mutex_lock(&gate_mu);
     gate_waiting++;
     pthread_cond_broadcast(&gate_cv);
@@ -120,6 +131,7 @@ static void gate_release(void) {
 static void gate_remove(void) {
   gate_release();
   atomic_store(&gate_fd, -1);
+  atomic_store(&gate_ino, 0);
   kvik__sys_reset();
 }
 
@@ -614,6 +626,85 @@ static void fork_while_busy(void **state) {
   ASSERT_CODE(kvik_file_close(busy), 0);
 }
 
+/* fork() while every bounce buffer the pool allows is held by a parent worker (an unaligned
+ * O_DIRECT read, blocked in the gate) and more workers wait for one: the child has none of those
+ * workers, so their buffers never come back there, and its own O_DIRECT reads must still get
+ * bounce buffers instead of waiting forever. */
+static void fork_while_bounce_buffers_held(void **state) {
+  (void)state;
+  char fs[32];
+  const char *base = t_direct_io_base(fs);
+  if (!base)
+    SKIP_BECAUSE("no filesystem here takes O_DIRECT");
+  uint64_t nthreads = 0;
+  ASSERT_CODE(kvik_config_get_u64(KVIK_CFG_NTHREADS, &nthreads), 0);
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_NTHREADS, 1), 0); /* at most 4 * 1 + 8 = 12 buffers */
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_READ, 1), 0);
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_BOUNCE_BUFFER_SIZE, 64 * KiB), 0);
+  char *dir = t_mkdtemp(base);
+  assert_non_null(dir);
+  char *busy_path = t_join(dir, "busy"), *path = t_join(dir, "data");
+  t_write_pattern_file(busy_path, 2 * MiB, g_seed);
+  t_write_pattern_file(path, 2 * MiB, g_seed);
+  kvik_file *busy = NULL, *f = NULL;
+  ASSERT_CODE(kvik_file_open(&busy, busy_path, "r", 0, KVIK_COMPAT_ON), 0);
+  ASSERT_CODE(kvik_file_open(&f, path, "r", 0, KVIK_COMPAT_ON), 0);
+  kvik_pool *p = NULL;
+  ASSERT_CODE(kvik_pool_create(&p, 16), 0);
+  struct stat st;
+  assert_int_equal(stat(busy_path, &st), 0);
+  atomic_store(&gate_ino, (unsigned long long)st.st_ino);
+  gate_install(-1);
+  uint8_t *buf = t_alloc_aligned(2 * MiB + 4096);
+  struct kvik_io_opts o = {.sz = sizeof o, .task_size = 64 * KiB, .pool = p};
+  kvik_future *fut = NULL;
+  /* 32 page-aligned chunks into a buffer 984 bytes off a page: each goes through a bounce
+   * buffer, held while its direct read waits in the gate. */
+  ASSERT_CODE(kvik_file_pread(busy, buf + 984, 2 * MiB, 0, &o, &fut), 0);
+  gate_wait_blocked(12);
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    alarm(30);
+    uint8_t *b = t_alloc_aligned(2 * MiB + 4096);
+    for (int i = 0; i < 3; i++) {
+      struct kvik_io_opts co = {.sz = sizeof co, .task_size = 256 * KiB};
+      kvik_future *cf = NULL;
+      memset(b, 0, 2 * MiB + 4096);
+      if (kvik_file_pread(f, b + 984, 2 * MiB, 0, &co, &cf) != 0 ||
+          kvik_future_wait(cf) != (ssize_t)(2 * MiB) ||
+          t_pat_find_mismatch(b + 984, 2 * MiB, 0, g_seed) >= 0)
+        exit(20 + i);
+      if (kvik_file_read(f, b + 984, 1 * MiB, 4096) != (ssize_t)MiB ||
+          t_pat_find_mismatch(b + 984, 1 * MiB, 4096, g_seed) >= 0)
+        exit(30 + i);
+    }
+    exit(0);
+  }
+  int status = 0;
+  pid_t got = waitpid(pid, &status, 0);
+  gate_remove();
+  ASSERT_CODE(kvik_future_wait(fut), 2 * MiB);
+  ASSERT_PATTERN(buf + 984, 2 * MiB, 0, g_seed, "parent's read across fork");
+  assert_int_equal(got, pid);
+  if (WIFSIGNALED(status))
+    fail_msg("child killed by signal %d (%s)", WTERMSIG(status),
+             WTERMSIG(status) == SIGALRM ? "hung for 30 s" : strsignal(WTERMSIG(status)));
+  if (WEXITSTATUS(status) != 0)
+    fail_msg("child exited with %d", WEXITSTATUS(status));
+  ASSERT_CODE(kvik_pool_destroy(p), 0);
+  ASSERT_CODE(kvik_file_close(f), 0);
+  ASSERT_CODE(kvik_file_close(busy), 0);
+  free(buf);
+  free(busy_path);
+  free(path);
+  t_rmtree(dir);
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_NTHREADS, nthreads), 0);
+  ASSERT_CODE(kvik_config_reload(), 0);
+}
+
 int main(int argc, char **argv) {
   t_select(argc, argv);
   const struct CMUnitTest tests[] = {
@@ -629,6 +720,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(pool_works_after_fork),
       cmocka_unit_test(fork_while_busy),
       cmocka_unit_test(fork_after_idle_many_reads),
+      cmocka_unit_test(fork_while_bounce_buffers_held),
   };
   return cmocka_run_group_tests_name("pool", tests, group_setup, group_teardown);
 }
