@@ -264,8 +264,8 @@ static void pool_resize(void **state) {
   CUdeviceptr src = 0, dst = 0;
   CT_CU(cu.cuMemAlloc_v2(&src, RESIZE_SIZE));
   CT_CU(cu.cuMemAlloc_v2(&dst, RESIZE_SIZE));
-  kvik_file *f = NULL;
-  ASSERT_CODE(kvik_file_open(&f, path, "w+", 0644, KVIK_COMPAT_DEFAULT), 0);
+  kvik_file *f = NULL; /* kvik's own device path, whose workers own CUDA streams: not cuFile */
+  ASSERT_CODE(kvik_file_open(&f, path, "w+", 0644, KVIK_COMPAT_ON), 0);
   struct kvik_io_opts o = {.sz = sizeof o, .task_size = 1 << 20}; /* the default pool */
   double t0 = now();
   for (int round = 0; round < RESIZE_ROUNDS; round++) {
