@@ -158,7 +158,11 @@ typedef struct kvik_pool kvik_pool;     /* opaque */
 typedef struct kvik_future kvik_future; /* opaque */
 
 /** Creates a pool of nthreads workers (1..4096). Caller owns it; free with kvik_pool_destroy.
- *  Workers start lazily. A pool keeps working in a child process after fork(). */
+ *  Workers start lazily. A pool keeps working in a child process after fork(): the child starts
+ *  fresh workers on its first submission. An operation in flight at fork() belongs to the
+ *  parent: it never completes in the child, and kvik_future_wait, kvik_future_wait_for and
+ *  kvik_future_done on a future made before fork() return KVIK_ECANCELED at once in the child
+ *  (the future is not freed there; its memory is the parent's copy). */
 KVIK_API int kvik_pool_create(kvik_pool **out, unsigned nthreads);
 /** Waits for queued work to finish, stops the workers and frees the pool. NULL is fine. The
  *  default pool cannot be destroyed (KVIK_EINVAL). */
@@ -173,7 +177,8 @@ KVIK_API int kvik_pool_default(kvik_pool **out);
 
 /** Waits for the operation and frees the future. Returns the byte count, or a negative code
  *  whose detail is then in this thread's kvik_last_error(). Must be called exactly once per
- *  future; the I/O buffer must stay valid until then. */
+ *  future; the I/O buffer must stay valid until then. In a child process, on a future made
+ *  before fork(): KVIK_ECANCELED at once (see kvik_pool_create). */
 KVIK_API ssize_t kvik_future_wait(kvik_future *fut);
 /** Waits up to timeout_ms (negative: forever) without freeing. Returns 0 when the operation
  *  is done, KVIK_ETIMEDOUT if not yet, KVIK_EMISUSE for a bad handle. */
@@ -241,7 +246,10 @@ KVIK_API ssize_t kvik_file_read(kvik_file *f, void *buf, size_t size, int64_t of
 /** Writes size bytes from buf at offset, blocking. Returns size or a negative code. */
 KVIK_API ssize_t kvik_file_write(kvik_file *f, const void *buf, size_t size, int64_t offset);
 /** Parallel read: split into task-size chunks on the pool. *out receives a future to wait on.
- *  On an immediate error (bad arguments) no future is made and the code is returned. */
+ *  On an immediate error (bad arguments) no future is made and the code is returned. The
+ *  future's count is the length of the contiguous prefix of buf that was read: when a chunk
+ *  comes up short (end of file, or a file that shrank during the read), bytes that later chunks
+ *  read past it are not counted. */
 KVIK_API int kvik_file_pread(kvik_file *f, void *buf, size_t size, int64_t offset,
                              const struct kvik_io_opts *opts, kvik_future **out);
 /** Parallel write; see kvik_file_pread. */

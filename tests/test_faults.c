@@ -23,23 +23,27 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char *g_dir;    /* on a direct-I/O filesystem when there is one */
+static char *g_dir; /* on a direct-I/O filesystem when there is one */
 static bool g_dio_fs;
 static kvik_pool *g_pool;
 
 enum fault {
   F_NONE,
-  F_EINTR_ONCE,   /* the first call fails with EINTR */
-  F_EINTR_ALT,    /* every other call fails with EINTR */
-  F_SHORT,        /* at most 1000 bytes per buffered call; half (page multiple) for O_DIRECT */
-  F_ERR_FROM,     /* calls touching bytes at or after g_limit fail with g_errno */
-  F_PARTIAL_FROM, /* like F_ERR_FROM, but a call straddling g_limit first transfers up to it */
-  F_DIRECT_EINVAL /* calls on an O_DIRECT descriptor fail with EINVAL */
+  F_EINTR_ONCE,    /* the first call fails with EINTR */
+  F_EINTR_ALT,     /* every other call fails with EINTR */
+  F_SHORT,         /* at most 1000 bytes per buffered call; half (page multiple) for O_DIRECT */
+  F_ERR_FROM,      /* calls touching bytes at or after g_limit fail with g_errno */
+  F_PARTIAL_FROM,  /* like F_ERR_FROM, but a call straddling g_limit first transfers up to it */
+  F_DIRECT_EINVAL, /* calls on an O_DIRECT descriptor fail with EINVAL */
+  /* Reads starting before g_limit2 find end of file at g_limit (the file shrank to g_limit
+   * under them, and had grown back for the reads from g_limit2 on). */
+  F_HOLE
 };
 
 static _Atomic int g_read_fault, g_write_fault;
 static _Atomic long g_calls;       /* hooked calls on the target */
-static _Atomic long long g_limit;  /* byte offset for F_ERR_FROM / F_PARTIAL_FROM */
+static _Atomic long long g_limit;  /* byte offset for F_ERR_FROM / F_PARTIAL_FROM / F_HOLE */
+static _Atomic long long g_limit2; /* end of the F_HOLE range */
 static _Atomic int g_errno;
 static _Atomic unsigned long long g_ino, g_dev; /* the target file */
 
@@ -113,8 +117,13 @@ static long long apply(int f, int fd, size_t n, off_t off) {
     if (is_direct(fd))
       return errno = EINVAL, -1;
     break;
-  default:
+  case F_HOLE:
+    if ((long long)off >= limit && (long long)off < atomic_load(&g_limit2))
+      return 0; /* end of file */
+    if ((long long)off < limit && (long long)off + (long long)n > limit)
+      return limit - (long long)off;
     break;
+  default: break;
   }
   return (long long)n;
 }
@@ -268,6 +277,51 @@ static char *make_file(const char *name, size_t size, uint64_t seed) {
   char *path = t_join(g_dir, name);
   t_write_pattern_file(path, size, seed);
   return path;
+}
+
+/* A parallel read whose middle chunks come up short (the file shrank under them, and grew back
+ * before the later chunks were read): the result is the length of the contiguous prefix actually
+ * read, up to the lowest short chunk's end, never the sum of the chunks' counts (which counted
+ * bytes past a gap that was never written). */
+static void short_chunk_gives_prefix(void **state) {
+  (void)state;
+  const size_t size = 1 * MiB, task = 64 * KiB;
+  char *path = make_file("short-chunk", size, 77);
+  uint8_t *buf = t_alloc_aligned(size + 4096);
+  struct {
+    long long limit, limit2; /* the hole */
+    int dio;
+  } cases[] = {
+      {5 * 64 * 1024 + 1000, 6 * 64 * 1024, 0},        /* chunk 5 short by 64 KiB - 1000 */
+      {5 * 64 * 1024, 6 * 64 * 1024, 0},               /* chunk 5 reads nothing */
+      {3 * 64 * 1024 + 17, 10 * 64 * 1024, 0},         /* chunks 3 to 9 short or empty */
+      {9 * 64 * 1024 + 4096, 9 * 64 * 1024 + 8192, 1}, /* O_DIRECT, chunk 9 short */
+      {0, 1, 0},                                       /* chunk 0 reads nothing */
+      {15 * 64 * 1024 + 5, 16 * 64 * 1024, 0}, /* the last chunk short: a plain short read */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    T_CONTEXT("short chunk case %zu: hole [%lld, %lld) dio %d", i, cases[i].limit, cases[i].limit2,
+              cases[i].dio);
+    ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_READ, (uint64_t)cases[i].dio), 0);
+    kvik_file *f = NULL;
+    ASSERT_CODE(kvik_file_open(&f, path, "r", 0, KVIK_COMPAT_ON), 0);
+    target(path);
+    atomic_store(&g_limit, cases[i].limit);
+    atomic_store(&g_limit2, cases[i].limit2);
+    inject(F_HOLE, F_NONE);
+    memset(buf, 0xA5, size + 4096);
+    struct kvik_io_opts o = {.sz = sizeof o, .task_size = task, .pool = g_pool};
+    kvik_future *fut = NULL;
+    ASSERT_CODE(kvik_file_pread(f, buf, size, 0, &o, &fut), 0);
+    ssize_t n = kvik_future_wait(fut);
+    kvik__sys_reset();
+    ASSERT_CODE(n, cases[i].limit);
+    ASSERT_PATTERN(buf, (size_t)n, 0, 77, "the prefix");
+    ASSERT_CODE(kvik_file_close(f), 0);
+  }
+  free(buf);
+  free(path);
+  t_context[0] = 0;
 }
 
 static void eio_names_path_and_offset(void **state) {
@@ -501,18 +555,16 @@ static void direct_io_split(void **state) {
   uint8_t *buf = t_alloc_aligned(2 * MiB + 4096);
   static const struct split_row rows[] = {
       /* dio ovr  wr  size           off   mis  direct buffered */
-      {1, 0, 0, 1 * MiB, 0, 0, 1, 0},         /* aligned everything: O_DIRECT only       */
-      {1, 0, 0, 1 * MiB, 0, 984, 1, 0},       /* misaligned buffer: bounced, still direct */
-      {1, 0, 0, 1 * MiB + 1, 1, 0, 1, 1},     /* head and tail buffered                   */
-      {1, 0, 0, 100, 1, 0, 0, 1},             /* no whole page: buffered                  */
-      {1, 0, 0, 4096, 1, 0, 0, 1},            /* a page, but not a page-aligned one       */
-      {0, 0, 0, 1 * MiB, 0, 0, 0, 1},         /* off: buffered only                       */
-      {1, 1, 0, 1 * MiB + 1, 1, 0, 1, 0},     /* overread: head and tail direct too       */
-      {1, 0, 1, 1 * MiB, 0, 0, 1, 0},         /* writes likewise                          */
-      {1, 0, 1, 1 * MiB, 0, 984, 1, 0},
-      {1, 0, 1, 1 * MiB + 1, 1, 0, 1, 1},
-      {1, 0, 1, 100, 1, 0, 0, 1},
-      {0, 0, 1, 1 * MiB, 0, 0, 0, 1},
+      {1, 0, 0, 1 * MiB, 0, 0, 1, 0},     /* aligned everything: O_DIRECT only       */
+      {1, 0, 0, 1 * MiB, 0, 984, 1, 0},   /* misaligned buffer: bounced, still direct */
+      {1, 0, 0, 1 * MiB + 1, 1, 0, 1, 1}, /* head and tail buffered                   */
+      {1, 0, 0, 100, 1, 0, 0, 1},         /* no whole page: buffered                  */
+      {1, 0, 0, 4096, 1, 0, 0, 1},        /* a page, but not a page-aligned one       */
+      {0, 0, 0, 1 * MiB, 0, 0, 0, 1},     /* off: buffered only                       */
+      {1, 1, 0, 1 * MiB + 1, 1, 0, 1, 0}, /* overread: head and tail direct too       */
+      {1, 0, 1, 1 * MiB, 0, 0, 1, 0},     /* writes likewise                          */
+      {1, 0, 1, 1 * MiB, 0, 984, 1, 0},   {1, 0, 1, 1 * MiB + 1, 1, 0, 1, 1},
+      {1, 0, 1, 100, 1, 0, 0, 1},         {0, 0, 1, 1 * MiB, 0, 0, 0, 1},
   };
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     const struct split_row *r = &rows[i];
@@ -565,8 +617,8 @@ static void task_size_setting_takes_effect(void **state) {
     uint64_t setting;
     size_t opt;
     long want_calls;
-  } rows[] = {{4096, 0, 64}, {64 * KiB, 0, 4}, {1 * MiB, 0, 1}, {1 * MiB, 8192, 32},
-              {4096, 128 * KiB, 2}};
+  } rows[] = {
+      {4096, 0, 64}, {64 * KiB, 0, 4}, {1 * MiB, 0, 1}, {1 * MiB, 8192, 32}, {4096, 128 * KiB, 2}};
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_TASK_SIZE, rows[i].setting), 0);
     atomic_store(&g_direct_calls, 0);
@@ -682,8 +734,7 @@ static bool alloc_failure_fired(long k) {
 
 /* open, parallel write, parallel read, sync read, close. Returns 0 or the first negative code;
  * on success the data must be right. */
-static int alloc_sequence(const char *path, kvik_pool *pool, uint8_t *src, uint8_t *dst,
-                          size_t n) {
+static int alloc_sequence(const char *path, kvik_pool *pool, uint8_t *src, uint8_t *dst, size_t n) {
   kvik_file *f = NULL;
   int rc = kvik_file_open(&f, path, "w+", 0644, KVIK_COMPAT_DEFAULT);
   if (rc)
@@ -857,6 +908,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(eintr_once, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(eintr_every_other_call, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(short_counts, setup_test, teardown_test),
+      cmocka_unit_test_setup_teardown(short_chunk_gives_prefix, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(eio_names_path_and_offset, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(enospc_injected, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(enospc_real_tmpfs, setup_test, teardown_test),

@@ -12,12 +12,22 @@
  * later call on that thread: never one per chunk. They are blocking streams, ordered after the
  * caller's work on the legacy default stream (see thread_stream). The owning context is pushed for
  * the call and popped after, so the caller's current context is left as it was.
+ *
+ * No driver call is ever made from a thread that is exiting: CUDA does not promise that calls
+ * from a thread-exit destructor work (its own per-thread state is torn down at thread exit, by a
+ * destructor that runs before kvik's), and on an H200 destroying streams from kvik's destructor
+ * crashed in cuStreamDestroy_v2 when the pool shrank. So a pool worker gives its streams back
+ * before it leaves its loop (a worker exit hook), and any other thread's streams are only put on
+ * an orphan list by the thread-exit destructor; the next device I/O on any thread destroys them.
+ * At process exit they are left to the driver, like every CUDA object kvik holds then
+ * (kvik__cuda_gone).
  */
 #include "gpu/devio.h"
 
 #include "core/core.h"
 #include "gpu/cuda.h"
 #include "pool/bounce.h"
+#include "pool/pool.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -83,14 +93,21 @@ struct tstream {
 };
 
 /* This thread's streams, one per context it has done device I/O on. Only this thread uses
- * them; the key's destructor releases them when the thread exits. */
+ * them while it runs. A pool worker releases them itself before it exits (streams_release_mine);
+ * for any other thread the key's destructor hands them to the orphan list. */
 struct tstreams {
   struct tstream s[STREAMS_PER_THREAD];
   int n;
+  struct tstreams *next_orphan;
 };
 static _Thread_local struct tstreams *my_streams;
 static pthread_key_t streams_key;
 static pthread_once_t streams_once = PTHREAD_ONCE_INIT;
+
+/* Streams of threads that exited, waiting for a live thread to destroy them. A lock-free stack:
+ * destructors push, orphans_release takes the whole list at once (so no ABA problem), and no
+ * lock is ever taken in a thread-exit destructor. */
+static struct tstreams *_Atomic orphans;
 
 static void release_stream(const struct kvik__cuda_api *cu, struct tstream *t) {
   if (kvik__cuda_gone())
@@ -104,8 +121,8 @@ static void release_stream(const struct kvik__cuda_api *cu, struct tstream *t) {
   cu->cuCtxPopCurrent_v2(&dummy);
 }
 
-static void streams_destroy(void *p) {
-  struct tstreams *ts = p;
+/* Destroys ts's streams and events (on a live thread) and frees it. */
+static void streams_release(struct tstreams *ts) {
   const struct kvik__cuda_api *cu;
   if (!kvik__cuda_gone() && kvik__cuda_get(&cu) == 0)
     for (int i = 0; i < ts->n; i++)
@@ -113,7 +130,44 @@ static void streams_destroy(void *p) {
   kvik__free(ts);
 }
 
-static void streams_key_init(void) { pthread_key_create(&streams_key, streams_destroy); }
+/* The key's destructor, at the exit of a thread that is not a pool worker: no driver call here
+ * (the driver may already have torn down its state for this thread), only a push. */
+static void streams_orphan(void *p) {
+  struct tstreams *ts = p;
+  ts->next_orphan = atomic_load_explicit(&orphans, memory_order_relaxed);
+  while (!atomic_compare_exchange_weak_explicit(&orphans, &ts->next_orphan, ts,
+                                                memory_order_release, memory_order_relaxed))
+    ;
+}
+
+/* Destroys the streams of threads that have exited. Called by device I/O on a live thread. */
+static void orphans_release(void) {
+  if (!atomic_load_explicit(&orphans, memory_order_relaxed))
+    return;
+  struct tstreams *ts = atomic_exchange_explicit(&orphans, NULL, memory_order_acquire);
+  while (ts) {
+    struct tstreams *next = ts->next_orphan;
+    streams_release(ts);
+    ts = next;
+  }
+}
+
+/* A pool worker's exit hook: this thread's streams go while it is still fully alive. */
+static void streams_release_mine(void) {
+  struct tstreams *ts = my_streams;
+  if (!ts)
+    return;
+  kvik__dev_flush(); /* nothing is open after a worker's last item; this only makes sure */
+  my_streams = NULL;
+  pthread_setspecific(streams_key, NULL); /* so the destructor does not see them */
+  streams_release(ts);
+}
+
+static void streams_key_init(void) {
+  pthread_key_create(&streams_key, streams_orphan);
+  /* Cannot fail: devio is the only user of the hook table's few slots. */
+  (void)kvik__pool_on_worker_exit(streams_release_mine);
+}
 
 /* The stream and events of this thread for ctx (which is current). */
 static int thread_stream(const struct kvik__cuda_api *cu, CUcontext ctx, struct tstream **out) {
@@ -192,6 +246,7 @@ static int pipe_begin(struct pipe *p, CUcontext ctx, size_t size) {
   int rc = kvik__cuda_get(&p->cu);
   if (rc)
     return rc;
+  orphans_release();
   pthread_once(&pinned_once, install_pinned);
   CUresult r = p->cu->cuCtxPushCurrent_v2(ctx);
   if (r != CUDA_SUCCESS)
@@ -308,7 +363,8 @@ ssize_t kvik__dev_read_chunk(const struct kvik__fds *f, CUcontext ctx, uint64_t 
     rp->next = 0;
   }
   struct pipe *p = &rp->p;
-  p->piece = piece_size(size, p->half[1] == p->half[0] ? p->b.size : (size_t)(p->half[1] - p->half[0]));
+  p->piece =
+      piece_size(size, p->half[1] == p->half[0] ? p->b.size : (size_t)(p->half[1] - p->half[0]));
   /* With a one-page bounce buffer both halves are the same memory: every piece must wait for
    * the previous piece's copy, so all pieces use slot 0 (its event and pending flag). */
   bool single = p->half[0] == p->half[1];
@@ -334,9 +390,9 @@ ssize_t kvik__dev_read_chunk(const struct kvik__fds *f, CUcontext ctx, uint64_t 
       if (r == CUDA_SUCCESS)
         r = p->cu->cuEventRecord(p->ts->ev[h], p->ts->stream);
       if (r != CUDA_SUCCESS)
-        return kvik__cuda_fail(
-            r, "cuMemcpyHtoDAsync_v2 (%zd bytes of %s at offset %lld to %#llx)", n, f->path,
-            (long long)(off + (int64_t)done), (unsigned long long)(dst + done));
+        return kvik__cuda_fail(r, "cuMemcpyHtoDAsync_v2 (%zd bytes of %s at offset %lld to %#llx)",
+                               n, f->path, (long long)(off + (int64_t)done),
+                               (unsigned long long)(dst + done));
       rp->pending[h] = true;
     }
     done += (size_t)n;

@@ -1,5 +1,13 @@
 /* The bounce-buffer pool: page-aligned buffers of KVIKIO_BOUNCE_BUFFER_SIZE, reused across
- * calls, at most `bound` in use at once (callers past it wait for a buffer to come back). */
+ * calls, at most `bound` in use at once (callers past it wait for a buffer to come back).
+ *
+ * fork(): the lock is held across fork() (atfork handlers), so the child gets consistent
+ * counts. Buffers in use by parent threads never come back in the child (those threads do not
+ * exist there), and the condition variable holds the waiter state of parent threads waiting for
+ * a buffer: the child forgets the in-use buffers and starts a fresh condition variable, or its
+ * first caller would wait forever once the parent had all `bound` buffers out. Pinned buffers
+ * (CUDA) are forgotten too, idle ones included, and the child goes back to host memory: CUDA
+ * cannot be used in the child, and the driver may not even have mapped its pinned memory there. */
 #include "pool/bounce.h"
 
 #include "core/core.h"
@@ -38,9 +46,28 @@ static void host_free(void *p, size_t size, void *ctx) {
 
 static struct kvik__bounce_alloc allocator = {host_alloc, host_free, NULL};
 
-static size_t bound(void) {
-  return 4 * (size_t)kvik__cfg_u64(KVIK_CFG_NTHREADS) + 8;
+static void atfork_prepare(void) { pthread_mutex_lock(&lock); }
+
+static void atfork_parent(void) { pthread_mutex_unlock(&lock); }
+
+static void atfork_child(void) {
+  pthread_cond_init(&returned, NULL); /* no stale waiters */
+  n_allocated -= n_in_use;            /* held by parent threads that do not exist here: leaked */
+  n_in_use = 0;
+  if (allocator.alloc != host_alloc) {
+    idle_list = NULL; /* pinned: not usable (maybe not even mapped) in the child; leaked */
+    n_allocated -= n_idle;
+    n_idle = 0;
+    allocator = (struct kvik__bounce_alloc){host_alloc, host_free, NULL};
+    alloc_gen++;
+  }
+  pthread_mutex_unlock(&lock);
 }
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void install_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
+
+static size_t bound(void) { return 4 * (size_t)kvik__cfg_u64(KVIK_CFG_NTHREADS) + 8; }
 
 static size_t wanted_size(void) {
   size_t page = kvik__page_size();
@@ -52,6 +79,7 @@ int kvik__bounce_get(struct kvik__bounce *out) {
   int rc = kvik__config_ready();
   if (rc)
     return rc;
+  pthread_once(&atfork_once, install_atfork);
   size_t size = wanted_size();
   struct idle *stale = NULL;
   pthread_mutex_lock(&lock);
@@ -146,6 +174,7 @@ void kvik__bounce_trim(void) {
 }
 
 void kvik__bounce_set_allocator(const struct kvik__bounce_alloc *a) {
+  pthread_once(&atfork_once, install_atfork);
   kvik__bounce_trim();
   pthread_mutex_lock(&lock);
   allocator = a ? *a : (struct kvik__bounce_alloc){host_alloc, host_free, NULL};

@@ -10,8 +10,15 @@
  *
  * fork(): an atfork handler holds every pool's lock across fork(), so the child inherits a
  * consistent queue. The child has no workers (threads do not survive fork); they are started
- * again by the next submission. Queued items then run in the child; items that parent workers
- * were running at the time of fork() never complete in the child.
+ * again by the next submission. The child re-initializes each pool's condition variable and
+ * resize lock: the parent's idle workers were waiting on the condition variable, and glibc keeps
+ * their waiter state inside it, so in the child a signal could go to a waiter that no longer
+ * exists and the new worker it was meant for sleeps on (the child's second parallel read hung).
+ * Futures made before fork() belong to the parent: their chunks may be held by workers that do
+ * not exist in the child and their locks by threads that do not either, so the child never
+ * touches them: a fork generation, bumped in the child, marks them, waiting on one fails with
+ * KVIK_ECANCELED, and queued chunk items of such a future are dropped. Other queued items (plain
+ * kvik__pool_submit work) run in the child.
  */
 #include "pool/pool.h"
 
@@ -32,15 +39,15 @@ struct item {
 
 struct kvik_pool {
   unsigned magic;
-  pthread_mutex_t lock; /* guards every field below except magic and resize_lock */
+  pthread_mutex_t lock;   /* guards every field below except magic and resize_lock */
   pthread_cond_t work_cv; /* signalled when an item is queued or workers must exit */
   struct item *q;         /* ring buffer of qcap items, qlen of them from qhead */
   size_t qcap, qhead, qlen;
-  unsigned target;     /* workers wanted */
-  unsigned started;    /* workers started (threads[0..started-1] are joinable) */
+  unsigned target;  /* workers wanted */
+  unsigned started; /* workers started (threads[0..started-1] are joinable) */
   size_t threads_cap;
   pthread_t *threads;
-  bool stopping;       /* destroy in progress: workers drain the queue and exit */
+  bool stopping; /* destroy in progress: workers drain the queue and exit */
   bool is_default;
   pthread_mutex_t resize_lock; /* serializes resize and destroy (which join workers) */
   struct kvik_pool *next;      /* in all_pools, guarded by all_lock */
@@ -60,12 +67,17 @@ struct kvik_future {
   _Atomic size_t next_chunk;  /* next chunk to claim */
   _Atomic size_t chunks_done; /* chunks finished */
   _Atomic int64_t bytes;      /* bytes done over all chunks */
-  pthread_mutex_t lock;       /* guards done, err, err_off, errmsg; cv waits on done */
+  /* The lowest file offset at which a chunk came up short (its offset plus its count), or
+   * INT64_MAX: the result is the contiguous prefix up to it, not the sum of the chunks' counts
+   * (when the file shrank and grew back during the read, later chunks count bytes past a gap). */
+  _Atomic int64_t short_end;
+  pthread_mutex_t lock; /* guards done, err, err_off, errmsg; cv waits on done */
   pthread_cond_t cv;
   bool done;
   ssize_t result; /* for hand-completed futures */
   bool manual;
-  int err;        /* first error by file offset, 0 if none */
+  unsigned gen; /* fork_gen when made: another value means it belongs to a parent process */
+  int err;      /* first error by file offset, 0 if none */
   int64_t err_off;
   char errmsg[KVIK_ERRMSG_MAX];
 };
@@ -76,6 +88,17 @@ static struct kvik_pool *all_pools;
 static struct kvik_pool *default_pool;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* Bumped in the child after each fork(); a future remembers the generation it was made in. */
+static _Atomic unsigned fork_gen;
+
+/* Guards dev_pools (below). Taken before all_lock. Pools in it live until the process exits. */
+static pthread_mutex_t dev_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Functions every worker runs right before it exits (kvik__pool_on_worker_exit). Slots are
+ * filled once and never cleared, so workers read them without a lock. */
+#define WORKER_EXIT_HOOKS 4
+static void (*_Atomic exit_hooks[WORKER_EXIT_HOOKS])(void);
+
 /* The pool this thread works for (NULL outside workers). */
 static _Thread_local struct kvik_pool *current_pool;
 
@@ -84,6 +107,7 @@ kvik_pool *kvik__pool_current(void) { return current_pool; }
 /* ---- fork handling ---------------------------------------------------------------------- */
 
 static void atfork_prepare(void) {
+  pthread_mutex_lock(&dev_lock);
   pthread_mutex_lock(&all_lock);
   for (struct kvik_pool *p = all_pools; p; p = p->next)
     pthread_mutex_lock(&p->lock);
@@ -93,14 +117,21 @@ static void atfork_parent(void) {
   for (struct kvik_pool *p = all_pools; p; p = p->next)
     pthread_mutex_unlock(&p->lock);
   pthread_mutex_unlock(&all_lock);
+  pthread_mutex_unlock(&dev_lock);
 }
 
 static void atfork_child(void) {
+  atomic_fetch_add(&fork_gen, 1);
   for (struct kvik_pool *p = all_pools; p; p = p->next) {
     p->started = 0; /* the workers did not come along */
+    /* Fresh objects: the old ones hold the state of parent threads that do not exist here (the
+     * idle workers waiting on work_cv; a thread inside a resize holding resize_lock). */
+    pthread_cond_init(&p->work_cv, NULL);
+    pthread_mutex_init(&p->resize_lock, NULL);
     pthread_mutex_unlock(&p->lock);
   }
   pthread_mutex_unlock(&all_lock);
+  pthread_mutex_unlock(&dev_lock);
 }
 
 static void install_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
@@ -131,7 +162,24 @@ static void *worker_main(void *arg) {
     pthread_mutex_lock(&p->lock);
   }
   pthread_mutex_unlock(&p->lock);
+  /* Per-thread resources that must not be released from a thread-exit destructor (CUDA streams)
+   * go now, while this thread is still whole. */
+  for (int i = 0; i < WORKER_EXIT_HOOKS; i++) {
+    void (*hook)(void) = atomic_load_explicit(&exit_hooks[i], memory_order_acquire);
+    if (hook)
+      hook();
+  }
   return NULL;
+}
+
+int kvik__pool_on_worker_exit(void (*fn)(void)) {
+  for (int i = 0; i < WORKER_EXIT_HOOKS; i++) {
+    void (*cur)(void) = NULL;
+    if (atomic_compare_exchange_strong(&exit_hooks[i], &cur, fn) || cur == fn)
+      return 0;
+  }
+  return kvik__err(KVIK_EINTERNAL, "thread pool: more than %d worker exit hooks",
+                   WORKER_EXIT_HOOKS);
 }
 
 /* Starts workers up to target. Called with p->lock held. Returns 0 if at least one worker runs. */
@@ -380,9 +428,7 @@ struct dev_pool {
   kvik_pool *pool;
   struct dev_pool *next;
 };
-/* Guards dev_pools. Pools in it live until the process exits. */
-static pthread_mutex_t dev_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct dev_pool *dev_pools;
+static struct dev_pool *dev_pools; /* guarded by dev_lock */
 
 int kvik__pool_for_device(unsigned dev_major, unsigned dev_minor, kvik_pool **out) {
   if (dev_major == 0 && dev_minor == 0)
@@ -416,10 +462,13 @@ int kvik__pool_for_device(unsigned dev_major, unsigned dev_minor, kvik_pool **ou
 /* ---- futures ---------------------------------------------------------------------------- */
 
 static kvik_future *future_alloc(void) {
+  pthread_once(&atfork_once, install_atfork); /* so fork_gen counts every fork from now on */
   kvik_future *f = kvik__calloc(1, sizeof *f);
   if (!f)
     return NULL;
   f->magic = KVIK_MAGIC_FUTURE;
+  f->gen = atomic_load(&fork_gen);
+  atomic_init(&f->short_end, INT64_MAX);
   pthread_mutex_init(&f->lock, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
@@ -428,6 +477,9 @@ static kvik_future *future_alloc(void) {
   pthread_condattr_destroy(&ca);
   return f;
 }
+
+/* True if f was made before a fork() and this is the child: hands off (see the top). */
+static bool future_stale(const kvik_future *f) { return f->gen != atomic_load(&fork_gen); }
 
 static void future_unref(kvik_future *f) {
   if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
@@ -457,6 +509,14 @@ static void record_error(kvik_future *f, int code, int64_t off) {
   pthread_mutex_unlock(&f->lock);
 }
 
+/* Records that a chunk ended short at file offset end; the lowest such end wins. */
+static void record_short(kvik_future *f, int64_t end) {
+  int64_t cur = atomic_load_explicit(&f->short_end, memory_order_relaxed);
+  while (end < cur && !atomic_compare_exchange_weak_explicit(
+                          &f->short_end, &cur, end, memory_order_relaxed, memory_order_relaxed))
+    ;
+}
+
 /* Counts `count` finished chunks (and their bytes); the last one marks the future done.
  * Returns true if that was the last. */
 static bool count_chunks(kvik_future *f, size_t count, int64_t bytes) {
@@ -477,6 +537,8 @@ static bool count_chunks(kvik_future *f, size_t count, int64_t bytes) {
  * chunks on one worker overlap and only the worker's last one is waited for. */
 static void range_worker(void *arg) {
   kvik_future *f = arg;
+  if (future_stale(f))
+    return; /* queued in the parent before fork(); the future is the parent's (leaked here) */
   for (;;) {
     size_t ran = 0;
     int64_t bytes = 0, first_off = INT64_MAX;
@@ -493,6 +555,8 @@ static void range_worker(void *arg) {
         record_error(f, (int)n, off);
       else
         bytes += n;
+      if (n >= 0 && (size_t)n < len)
+        record_short(f, off + n);
       ran++;
       first_off = KVIK_MIN(first_off, off);
       if (atomic_load_explicit(&f->next_chunk, memory_order_relaxed) >= f->nchunks)
@@ -525,7 +589,7 @@ static void range_worker(void *arg) {
 int kvik__pool_submit_range(kvik_pool *pool, kvik__chunk_fn fn, kvik__flush_fn flush,
                             const void *ctx, size_t ctx_size, uintptr_t buf, size_t size,
                             int64_t off, size_t task_size, kvik_future **out) {
-  if (ctx_size > sizeof ((kvik_future *)0)->ctx)
+  if (ctx_size > sizeof((kvik_future *)0)->ctx)
     return kvik__err(KVIK_EINTERNAL, "parallel I/O: context of %zu bytes too large", ctx_size);
   kvik_future *f = future_alloc();
   if (!f)
@@ -573,6 +637,8 @@ int kvik__future_new(kvik_future **out) {
 }
 
 void kvik__future_complete(kvik_future *f, ssize_t result, const char *errmsg) {
+  if (future_stale(f))
+    return; /* made in the parent before fork(): its lock may be held by a thread gone here */
   pthread_mutex_lock(&f->lock);
   f->result = result;
   if (result < 0) {
@@ -590,6 +656,11 @@ static int future_check(const kvik_future *f, const char *fn) {
     return kvik__err(KVIK_EINVAL, "%s: future is NULL", fn);
   if (f->magic != KVIK_MAGIC_FUTURE)
     return kvik__err(KVIK_EMISUSE, "%s: not a live kvik future (bad magic)", fn);
+  if (future_stale(f))
+    return kvik__err(KVIK_ECANCELED,
+                     "%s: the future was made before fork() in the parent process; it never "
+                     "completes in this child (and is not freed here)",
+                     fn);
   return 0;
 }
 
@@ -616,16 +687,23 @@ int kvik_future_wait_for(kvik_future *f, int64_t timeout_ms) {
   }
   bool done = f->done;
   pthread_mutex_unlock(&f->lock);
-  return done ? 0 : kvik__err(KVIK_ETIMEDOUT, "kvik_future_wait_for: not done after %lld ms",
-                              (long long)timeout_ms);
+  return done ? 0
+              : kvik__err(KVIK_ETIMEDOUT, "kvik_future_wait_for: not done after %lld ms",
+                          (long long)timeout_ms);
 }
 
 ssize_t kvik_future_wait(kvik_future *f) {
-  int rc = kvik_future_wait_for(f, -1);
+  int rc = future_check(f, "kvik_future_wait");
+  if (rc)
+    return rc;
+  rc = kvik_future_wait_for(f, -1);
   if (rc)
     return rc;
   pthread_mutex_lock(&f->lock);
   ssize_t result = f->manual ? f->result : (ssize_t)atomic_load(&f->bytes);
+  int64_t short_end = atomic_load(&f->short_end);
+  if (!f->manual && short_end != INT64_MAX)
+    result = KVIK_MIN(result, (ssize_t)(short_end - f->off)); /* the contiguous prefix */
   if (f->err) {
     result = f->err;
     kvik__err_set(f->err, f->errmsg);

@@ -41,6 +41,14 @@ int kvik__pool_for_device(unsigned dev_major, unsigned dev_minor, kvik_pool **ou
 /* 0 if p is a live pool, else KVIK_EINVAL/KVIK_EMISUSE with the detail naming fn. */
 int kvik__pool_check(kvik_pool *p, const char *fn);
 
+/* Registers fn to run on every pool worker right before it exits (pool resized down or
+ * destroyed), after its last item, while the thread is still fully alive: for per-thread
+ * resources that must not be released from a thread-exit destructor (CUDA streams: the driver
+ * may already have torn down its own state for the thread). Hooks run on every worker that exits
+ * after registration, in registration order; registering fn again is a no-op. At most 4 hooks.
+ * 0, or KVIK_EINTERNAL with the detail set when the table is full. */
+int kvik__pool_on_worker_exit(void (*fn)(void));
+
 /* The pool the calling thread is a worker of, or NULL. */
 kvik_pool *kvik__pool_current(void);
 

@@ -353,6 +353,13 @@ static int group_teardown(void **state) {
   (void)state;
   for (int i = 0; i < NTHREADS; i++)
     kvik_pool_destroy(g_pools[i]);
+  /* No driver call from an exiting thread in any test (the fake names each on stderr). */
+  long exit_calls = g_fake ? fc.live("exit_calls") : 0;
+  if (exit_calls != 0) {
+    print_error("%ld driver calls were made by exiting threads (thread-exit destructors)\n",
+                exit_calls);
+    return -1;
+  }
   dbuf_free(&g_dsrc);
   dbuf_free(&g_ddst);
   if (g_created && cu.cuCtxDestroy_v2)
@@ -893,6 +900,103 @@ static void misc_reuse(void **state) {
   free(path);
 }
 
+/* The default pool resized up and down (KVIKIO_NTHREADS through the setter, as kvikio users do
+ * with kvikio.defaults.set) between parallel device writes and reads: the bytes are right every
+ * time, and no driver call is made by a thread that is exiting. Workers leaving a smaller pool
+ * give their streams back before they exit, and a thread that is not a worker (here: one that did
+ * a blocking device read) leaves its stream to the next device I/O of any thread; either way the
+ * streams and events balance. On an H200, destroying the workers' streams from their thread-exit
+ * destructor crashed the process inside cuStreamDestroy_v2 (issue 9). */
+static void *sync_read_main(void *arg) {
+  struct noctx_arg *a = arg;
+  ssize_t n = kvik_file_read(a->f, dp(a->dst), a->size, a->off);
+  if (n != (ssize_t)a->size)
+    snprintf(a->err, sizeof a->err, "kvik_file_read on a user thread: %zd: %s", n,
+             kvik_last_error());
+  return NULL;
+}
+
+static void misc_pool_resize(void **state) {
+  (void)state;
+  static const unsigned counts[] = {16, 1, 8, 2, 5, 1, 3, 16, 4, 1};
+  const int rounds = 30;
+  uint64_t saved = 0;
+  ASSERT_CODE(kvik_config_get_u64(KVIK_CFG_NTHREADS, &saved), 0);
+  struct dcase c = {.bounce = 1 * MiB + 4096, .gds = 16 * KiB, .dio_r = 0, .dio_w = 1};
+  set_cfg(&c);
+  char *path = t_join(g_dir, "pool-resize");
+  kvik_file *f = NULL;
+  ASSERT_CODE(kvik_file_open(&f, path, "w+", 0644, KVIK_COMPAT_ON), 0);
+  size_t size = 6 * MiB + 5;
+  struct kvik_io_opts o = {.sz = sizeof o, .task_size = 256 * KiB}; /* the default pool */
+  long exit_calls = g_fake ? fc.live("exit_calls") : 0;
+  long streams = -1, events = -1;
+  for (int round = 0; round <= rounds; round++) {
+    /* Round 0 sets one worker and measures: the streams that exist with one worker. */
+    unsigned n = round == 0 ? 1 : counts[(round - 1) % (sizeof counts / sizeof counts[0])];
+    ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_NTHREADS, n), 0);
+    uint64_t seed = ++g_seed, off = (uint64_t)round * 4095;
+    T_CONTEXT("pool resize round %d to %u workers, seed %llu", round, n, (unsigned long long)seed);
+    t_pat_fill(g_src, size, off, seed);
+    h2d(&g_dsrc, 0, g_src, size);
+    dfill(&g_ddst, 0, POISON, size + GUARD);
+    kvik_future *fut = NULL;
+    ASSERT_CODE(kvik_file_pwrite(f, dp(g_dsrc.d), size, (int64_t)off, &o, &fut), 0);
+    ASSERT_CODE(kvik_future_wait(fut), size);
+    ASSERT_CODE(kvik_pool_nthreads(NULL), (int)n);
+    ASSERT_CODE(kvik_file_pread(f, dp(g_ddst.d), size, (int64_t)off, &o, &fut), 0);
+    ASSERT_CODE(kvik_future_wait(fut), size);
+    d2h(g_dst, &g_ddst, 0, size + GUARD);
+    ASSERT_PATTERN(g_dst, size, off, seed, "device read after a pool resize");
+    ASSERT_FILLED(g_dst + size, GUARD, POISON, "after the read range");
+    if (g_fake && n == 1) {
+      /* Every worker past the first has left (resizing joins them), with its stream. */
+      if (streams < 0) {
+        streams = fc.live("stream");
+        events = fc.live("event");
+      }
+      ASSERT_CODE(fc.live("stream"), streams);
+      ASSERT_CODE(fc.live("event"), events);
+    }
+    if (g_fake)
+      ASSERT_CODE(fc.live("exit_calls"), exit_calls);
+  }
+  /* A user thread's stream: left behind when it exits (no driver call then), destroyed by the
+   * next device I/O of another thread. */
+  uint64_t seed = ++g_seed;
+  t_pat_fill(g_src, 4 * MiB, 0, seed);
+  h2d(&g_dsrc, 0, g_src, 4 * MiB);
+  ASSERT_CODE(kvik_file_write(f, dp(g_dsrc.d), 4 * MiB, 0), 4 * MiB); /* this thread's stream */
+  streams = g_fake ? fc.live("stream") : 0;
+  events = g_fake ? fc.live("event") : 0;
+  for (int i = 0; i < 3; i++) {
+    struct noctx_arg a = {.f = f, .dst = g_ddst.d, .size = 1 * MiB + 3, .off = 5};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sync_read_main, &a), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    if (a.err[0])
+      fail_msg("%s", a.err);
+    d2h(g_dst, &g_ddst, 0, a.size);
+    ASSERT_PATTERN(g_dst, a.size, 5, seed, "blocking device read on a user thread");
+    if (g_fake) {
+      ASSERT_CODE(fc.live("exit_calls"), exit_calls);
+      ASSERT_CODE(fc.live("stream"), streams + 1);
+    }
+    ASSERT_CODE(kvik_file_read(f, dp(g_ddst.d), 4 * MiB, 0), 4 * MiB);
+    if (g_fake) {
+      ASSERT_CODE(fc.live("stream"), streams);
+      ASSERT_CODE(fc.live("event"), events);
+    }
+  }
+  d2h(g_dst, &g_ddst, 0, 4 * MiB);
+  ASSERT_PATTERN(g_dst, 4 * MiB, 0, seed, "blocking device read after the user threads'");
+  ASSERT_CODE(kvik_file_close(f), 0);
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_NTHREADS, saved), 0);
+  check_bounce_idle("pool resizes");
+  t_context[0] = 0;
+  free(path);
+}
+
 /* ---- bad input ------------------------------------------------------------------------- */
 
 #define BAD_FILE (64 * KiB)
@@ -1242,6 +1346,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(misc_reuse),
       cmocka_unit_test(misc_overread),
       cmocka_unit_test(misc_many_workers_few_buffers),
+      cmocka_unit_test(misc_pool_resize),
       cmocka_unit_test(bad_freed_allocation),
       cmocka_unit_test(bad_range_past_end),
       cmocka_unit_test(bad_size_overflow),

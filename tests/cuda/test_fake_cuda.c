@@ -365,6 +365,39 @@ static void test_errors_and_devices(void **state) {
   assert_int_equal(cu.cuDeviceGetPCIBusId(bus, sizeof bus, 0), CUDA_ERROR_INVALID_VALUE);
 }
 
+/* The fake counts driver calls made by a thread that is already exiting (from a
+ * thread-specific-data destructor of a key created after the driver loaded), as the real driver
+ * does not support them; calls while the thread runs are not counted. */
+static pthread_key_t late_key;
+
+static void late_destructor(void *p) {
+  CUcontext c;
+  (void)p;
+  cu.cuCtxGetCurrent(&c);
+}
+
+static void *exit_thread(void *arg) {
+  CUcontext c;
+  cu.cuCtxGetCurrent(&c);
+  if (arg)
+    pthread_setspecific(late_key, arg);
+  return NULL;
+}
+
+static void test_thread_exit_calls(void **state) {
+  (void)state;
+  assert_int_equal(pthread_key_create(&late_key, late_destructor), 0);
+  long before = fc.live("exit_calls");
+  for (int with_destructor = 0; with_destructor < 2; with_destructor++) {
+    pthread_t t;
+    assert_int_equal(
+        pthread_create(&t, NULL, exit_thread, with_destructor ? (void *)&late_key : NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(fc.live("exit_calls"), before + with_destructor);
+  }
+  pthread_key_delete(late_key);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_contexts, each_setup),
@@ -376,6 +409,7 @@ int main(void) {
       cmocka_unit_test_setup(test_pool, each_setup),
       cmocka_unit_test_setup(test_injection, each_setup),
       cmocka_unit_test_setup(test_errors_and_devices, each_setup),
+      cmocka_unit_test_setup(test_thread_exit_calls, each_setup),
   };
   return cmocka_run_group_tests_name("fake_cuda", tests, setup, teardown);
 }

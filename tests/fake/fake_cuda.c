@@ -102,10 +102,42 @@ static CUresult rule_check(const char *fn) {
   return r;
 }
 
+/* Driver calls from a thread that is exiting (live "exit_calls"). The real driver keeps
+ * per-thread state that it tears down when a thread exits, and does not promise that calls from
+ * a thread-exit destructor work (kvik's streams destroyed from one crashed cuStreamDestroy_v2 on
+ * an H200). The fake enforces the rule: its key is created when it loads, before any user of it
+ * can create one (glibc runs destructors in key order), so its destructor runs first and marks
+ * the thread as exiting; every later call on that thread is counted, and named on stderr. */
+static pthread_key_t exit_key;
+static bool exit_key_ok;
+static _Thread_local bool tls_registered, tls_exiting;
+static atomic_long exit_calls;
+
+static void thread_exiting(void *p) {
+  (void)p;
+  tls_exiting = true;
+}
+
+static void note_thread(enum fn_id id) {
+  if (!tls_registered) {
+    tls_registered = true;
+    if (exit_key_ok)
+      pthread_setspecific(exit_key, (void *)1);
+  }
+  if (tls_exiting) {
+    atomic_fetch_add(&exit_calls, 1);
+    fprintf(stderr,
+            "fake libcuda: %s called while its thread exits (from a thread-exit "
+            "destructor)\n",
+            fn_names[id]);
+  }
+}
+
 /* Every entry point starts here: counts the call, refuses it before cuInit (unless
  * needs_init is false), and applies injected failures. */
 static CUresult enter(enum fn_id id, bool needs_init) {
   atomic_fetch_add(&fn_calls[id], 1);
+  note_thread(id);
   if (needs_init && !atomic_load(&initialized))
     return CUDA_ERROR_NOT_INITIALIZED;
   return rule_check(fn_names[id]);
@@ -303,7 +335,7 @@ struct op {
   unsigned long long gen;
   cuuint32_t value;
   unsigned flags;
-  int kernel;             /* OP_KERNEL: which of kvik's copy kernels (KERNEL_*)  */
+  int kernel;              /* OP_KERNEL: which of kvik's copy kernels (KERNEL_*)  */
   uintptr_t kstage, kbase; /* its parameters, as captured at the launch          */
   unsigned kslot;
   long long kindex;
@@ -618,6 +650,7 @@ static int parse_result(const char *s) {
 }
 
 __attribute__((constructor)) static void fake_load(void) {
+  exit_key_ok = pthread_key_create(&exit_key, thread_exiting) == 0;
   const char *e;
   if ((e = getenv("FAKE_CUDA_DEVICES")) != NULL) {
     n_devices = atoi(e);
@@ -690,6 +723,8 @@ long fake_cuda_calls(const char *fn) {
 long fake_cuda_live(const char *what) {
   if (strcmp(what, "ctx_depth") == 0)
     return tls_depth;
+  if (strcmp(what, "exit_calls") == 0)
+    return atomic_load(&exit_calls);
   long n = -1;
   pthread_mutex_lock(&g_lock);
   for (int k = 0; k <= K_REGISTERED; k++) {
@@ -1468,8 +1503,8 @@ CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice, size_t ByteC
     r = translate((uintptr_t)dstHost, ByteCount, false, &d);
   if (r != CUDA_SUCCESS)
     return r;
-  struct op o = {.kind = OP_COPY, .dst = (uintptr_t)dstHost, .src = (uintptr_t)srcDevice,
-                 .n = ByteCount};
+  struct op o = {
+      .kind = OP_COPY, .dst = (uintptr_t)dstHost, .src = (uintptr_t)srcDevice, .n = ByteCount};
   return host_tracked((uintptr_t)dstHost) ? enqueue(hStream, o) : enqueue_wait(hStream, o);
 }
 

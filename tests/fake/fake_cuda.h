@@ -12,10 +12,10 @@
  * inaccessible. Managed and pinned memory are ordinary host memory. Each stream is a queue
  * run in order by its own thread, so copies, host functions, events and stream memory
  * operations complete asynchronously and in stream order, except that cuMemcpyDtoHAsync into
- * pageable host memory returns only once the copy is done, as CUDA's does. Modules: cuModuleLoadData takes any
- * PTX text, and the only kernels it runs are kvik's copy kernels (src/gpu/so_kernels.cu), done
- * on the CPU from their control block. Contexts: one primary context per
- * device (retain/release counted), created contexts, a current-context stack per thread.
+ * pageable host memory returns only once the copy is done, as CUDA's does. Modules:
+ * cuModuleLoadData takes any PTX text, and the only kernels it runs are kvik's copy kernels
+ * (src/gpu/so_kernels.cu), done on the CPU from their control block. Contexts: one primary context
+ * per device (retain/release counted), created contexts, a current-context stack per thread.
  *
  * Environment (read when the library loads):
  *   FAKE_CUDA_DEVICES=n       number of devices (default 2; 0 makes cuInit fail NO_DEVICE)
@@ -46,7 +46,10 @@ typedef void (*fake_cuda_fail_clear_fn)(void);
 typedef long (*fake_cuda_calls_fn)(const char *fn);
 /* Live objects: "device", "pool", "managed", "pinned", "registered" (allocations), "stream",
  * "event", "ctx" (created, not destroyed), "primary_refs" (primary-context retains not
- * released), "ctx_depth" (the calling thread's context-stack depth). -1 if unknown. */
+ * released), "ctx_depth" (the calling thread's context-stack depth); and "exit_calls": driver
+ * calls made so far by threads that were already exiting (from a thread-specific-data
+ * destructor, which the real driver does not support; each is also named on stderr). -1 if
+ * unknown. */
 typedef long (*fake_cuda_live_fn)(const char *what);
 /* Options: "delay_us" (per stream operation), "range_attrs" (0: the RANGE_START_ADDR and
  * RANGE_SIZE pointer attributes are unsupported, CUDA_ERROR_INVALID_VALUE), "mempool_attr"

@@ -107,7 +107,13 @@ gpu_tests() {
 
 round_trip() {
   TMPDIR=$data KVIK_TEST_DIR=$data KVIK_TEST_REAL_CUDA=1 KVIK_TEST_ROUNDTRIP_SIZE=$size \
-    "$build/tests/cuda/test_gpu_extra"
+    "$build/tests/cuda/test_gpu_extra" round_trip
+}
+
+# The default pool resized up and down 50 times between device writes and reads (it crashed in
+# cuStreamDestroy_v2 when workers destroyed their streams on the way out).
+pool_resize() {
+  TMPDIR=$data KVIK_TEST_DIR=$data KVIK_TEST_REAL_CUDA=1 "$build/tests/cuda/test_gpu_extra" pool_resize
 }
 
 bench() { # bench NAME ARGS...
@@ -129,7 +135,7 @@ first_call() {
 
 echo "kvik GPU run: size $size, budget ${budget} s, logs in $logs"
 export root work size budget repeat logs build data
-export -f machine configure_build gpu_tests round_trip bench first_call
+export -f machine configure_build gpu_tests round_trip pool_resize bench first_call
 TAIL_LINES=40 step machine 30 machine
 KVIK_CMAKE_ARGS=""
 deps >"$logs/deps.log" 2>&1
@@ -144,6 +150,7 @@ elif step build 240 configure_build; then
   TAIL_LINES=40 step info 30 "$build/tools/kvik/kvik" info "$data"
   TAIL_LINES=30 step gpu_tests 180 gpu_tests
   TAIL_LINES=20 step round_trip 120 round_trip
+  TAIL_LINES=12 step pool_resize 90 pool_resize
   TAIL_LINES=30 step bench_device_hot 200 bench --mem device --cache hot --force
   TAIL_LINES=14 step bench_device_cold 120 bench --mem device --cache cold --no-write
   TAIL_LINES=14 step bench_host_hot 120 bench --mem host --cache hot --force
@@ -182,6 +189,9 @@ fi
 if [[ -s $logs/round_trip.log ]]; then
   grep -E '^# (device 0|write|cold|hot|round|bounce)|segment hashes|PASSED|FAILED|SKIP' \
     "$logs/round_trip.log" | head -14
+fi
+if [[ -s $logs/pool_resize.log ]]; then
+  grep -E '^# [0-9]+ pool resizes|PASSED|FAILED|SKIP' "$logs/pool_resize.log" | head -4
 fi
 if [[ -s $logs/bench.jsonl ]]; then
   echo

@@ -1,4 +1,5 @@
-/* The real-GPU round trip: an 8 GiB file through device memory, checked by checksums.
+/* The real-GPU tests: an 8 GiB round trip through device memory checked by checksums
+ * (round_trip), and pool resizes between device I/O (pool_resize, described at it).
  *
  * 1. A cuMemAlloc buffer is filled with the pattern (made on the host in 256 MiB pieces, copied
  *    up, hashed per 1 GiB segment as it goes).
@@ -20,6 +21,7 @@
 #include "cuda_test.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -218,6 +220,91 @@ static void round_trip(void **state) {
   free(path);
 }
 
+/* The default pool resized up and down between device writes and reads (issue 9, item 0: on an
+ * H200, shrinking the pool after device I/O crashed in cuStreamDestroy_v2, called from an exiting
+ * worker's thread-exit destructor). Every round sets KVIKIO_NTHREADS through the setter (the next
+ * call resizes the default pool, joining the workers past the new count), writes a fresh pattern
+ * from device memory, reads it back into zeroed device memory and compares the bytes on the host.
+ * Every fifth round a new thread does a blocking device read and exits (its stream is left to the
+ * next device I/O of another thread). */
+#define RESIZE_ROUNDS 50
+#define RESIZE_SIZE ((size_t)32 * 1024 * 1024 + 4097)
+
+struct user_read {
+  kvik_file *f;
+  CUdeviceptr dst;
+  int64_t off;
+  ssize_t got;
+  char err[512];
+};
+
+static void *user_read_main(void *arg) {
+  struct user_read *u = arg;
+  u->got = kvik_file_read(u->f, (void *)(uintptr_t)u->dst, RESIZE_SIZE, u->off);
+  if (u->got != (ssize_t)RESIZE_SIZE)
+    snprintf(u->err, sizeof u->err, "%s", kvik_last_error());
+  return NULL;
+}
+
+static void check_device(CUdeviceptr d, size_t n, uint64_t off, uint64_t seed, const char *what,
+                         int round) {
+  CT_CU(cu.cuMemcpyDtoH_v2(g_pinned, d, n));
+  long long bad = t_pat_find_mismatch(g_pinned, n, off, seed);
+  if (bad >= 0)
+    fail_msg("round %d, %s: byte %lld of %zu is %#x, want %#x", round, what, bad, n, g_pinned[bad],
+             t_pat_byte(off + (uint64_t)bad, seed));
+}
+
+static void pool_resize(void **state) {
+  (void)state;
+  static const unsigned counts[] = {16, 1, 8, 2, 32, 1, 4, 3, 16, 1};
+  uint64_t saved = 0;
+  ASSERT_CODE(kvik_config_get_u64(KVIK_CFG_NTHREADS, &saved), 0);
+  char *path = t_join(g_dir, "pool-resize");
+  CUdeviceptr src = 0, dst = 0;
+  CT_CU(cu.cuMemAlloc_v2(&src, RESIZE_SIZE));
+  CT_CU(cu.cuMemAlloc_v2(&dst, RESIZE_SIZE));
+  kvik_file *f = NULL; /* kvik's own device path, whose workers own CUDA streams: not cuFile */
+  ASSERT_CODE(kvik_file_open(&f, path, "w+", 0644, KVIK_COMPAT_ON), 0);
+  struct kvik_io_opts o = {.sz = sizeof o, .task_size = 1 << 20}; /* the default pool */
+  double t0 = now();
+  for (int round = 0; round < RESIZE_ROUNDS; round++) {
+    unsigned n = counts[round % (int)(sizeof counts / sizeof counts[0])];
+    uint64_t seed = g_seed + 1000 + (uint64_t)round, off = (uint64_t)round * 4095;
+    ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_NTHREADS, n), 0);
+    t_pat_fill(g_pinned, RESIZE_SIZE, off, seed);
+    CT_CU(cu.cuMemcpyHtoD_v2(src, g_pinned, RESIZE_SIZE));
+    CT_CU(cu.cuMemsetD8_v2(dst, 0, RESIZE_SIZE));
+    kvik_future *fut = NULL;
+    ASSERT_CODE(kvik_file_pwrite(f, (void *)(uintptr_t)src, RESIZE_SIZE, (int64_t)off, &o, &fut),
+                0);
+    ASSERT_CODE(kvik_future_wait(fut), RESIZE_SIZE);
+    ASSERT_CODE(kvik_pool_nthreads(NULL), (int)n);
+    ASSERT_CODE(kvik_file_pread(f, (void *)(uintptr_t)dst, RESIZE_SIZE, (int64_t)off, &o, &fut), 0);
+    ASSERT_CODE(kvik_future_wait(fut), RESIZE_SIZE);
+    check_device(dst, RESIZE_SIZE, off, seed, "parallel read", round);
+    if (round % 5 == 4) {
+      CT_CU(cu.cuMemsetD8_v2(dst, 0, RESIZE_SIZE));
+      struct user_read u = {.f = f, .dst = dst, .off = (int64_t)off};
+      pthread_t t;
+      assert_int_equal(pthread_create(&t, NULL, user_read_main, &u), 0);
+      assert_int_equal(pthread_join(t, NULL), 0);
+      if (u.err[0])
+        fail_msg("round %d: kvik_file_read on a user thread returned %zd: %s", round, u.got, u.err);
+      check_device(dst, RESIZE_SIZE, off, seed, "blocking read on a user thread", round);
+    }
+  }
+  printf("# %d pool resizes between device writes and reads of %zu bytes: all bytes match "
+         "(%.1f s)\n",
+         RESIZE_ROUNDS, RESIZE_SIZE, now() - t0);
+  ASSERT_CODE(kvik_file_close(f), 0);
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_NTHREADS, saved), 0);
+  CT_CU(cu.cuMemFree_v2(src));
+  CT_CU(cu.cuMemFree_v2(dst));
+  unlink(path);
+  free(path);
+}
+
 static int setup(void **state) {
   (void)state;
   if (cu.cuDevicePrimaryCtxRetain(&ctx0, 0) != CUDA_SUCCESS ||
@@ -281,6 +368,6 @@ int main(int argc, char **argv) {
   if (kvik_gpu_info(0, &gi) == 0)
     printf("# device 0: %s, %llu MiB, PCI %s, %d GPU(s)\n", gi.name,
            (unsigned long long)(gi.total_mem >> 20), gi.pci_bus_id, kvik_gpu_count());
-  const struct CMUnitTest tests[] = {cmocka_unit_test(round_trip)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(round_trip), cmocka_unit_test(pool_resize)};
   return cmocka_run_group_tests_name("gpu_extra", tests, setup, teardown);
 }
