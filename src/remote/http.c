@@ -451,7 +451,7 @@ int kvik__http_perform(struct kvik__http_req *rq) {
     max_attempts = 1;
   char shown[600];
   if (rq->url)
-    kvik__redact(rq->url, strlen(rq->url), shown, sizeof shown);
+    kvik__redact_url(rq->url, strlen(rq->url), shown, sizeof shown);
   else
     snprintf(shown, sizeof shown, "%s", ep->shown);
   const char *what = rq->what ? rq->what : (rq->head ? "HEAD" : "GET");

@@ -303,7 +303,7 @@ int kvik_remote_open(kvik_remote **out, const char *url, const struct kvik_remot
   if ((rc = kvik__http_init()) != 0)
     return rc;
   char shown[600];
-  kvik__redact(url, strlen(url), shown, sizeof shown);
+  kvik__redact_url(url, strlen(url), shown, sizeof shown);
   int type = OPT(o, type);
   unsigned allow = OPT(o, allow);
   if (allow == 0)
@@ -359,7 +359,7 @@ int kvik_remote_open(kvik_remote **out, const char *url, const struct kvik_remot
   }
   /* Show the URL requests really go to (for s3:// that is the endpoint's). */
   char shown2[600];
-  kvik__redact(ep->url, strlen(ep->url), shown2, sizeof shown2);
+  kvik__redact_url(ep->url, strlen(ep->url), shown2, sizeof shown2);
   kvik__free(ep->shown);
   ep->shown = kvik__strdup(shown2);
   if (!ep->shown) {

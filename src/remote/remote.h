@@ -55,12 +55,21 @@ char *kvik__s3_encode_key(const char *key, size_t len);
 char *kvik__s3_normalize_path(const char *path, size_t len);
 
 /* Copies in[0..in_len) to out (always NUL-terminated, truncated to len) with secrets replaced by
- * "***": passwords in "scheme://user:password@" userinfo; the values of query parameters that
- * carry signatures, credentials or tokens (X-Amz-Signature, X-Amz-Security-Token,
- * X-Amz-Credential, Signature, sig, token, delegation, ...); and, for text that is an HTTP header
- * line, the value of Authorization, Proxy-Authorization, Cookie, Set-Cookie and
- * X-Amz-Security-Token. Works on URLs, header lines and libcurl's verbose text alike. */
+ * "***". Three rules, each of which only adds to what is hidden:
+ *  - user-info: after every "://", the authority runs to the first / ? # (in free text also to
+ *    a blank); its last '@' ends the user-info, as in kvik__url_parse and libcurl. The password
+ *    (after the first ':') is hidden, or the whole user-info when it has no ':' (a token).
+ *  - parameters: a name from the list in url.c (X-Amz-Signature, X-Amz-Security-Token,
+ *    X-Amz-Credential, Signature, sig, token, access_token, delegation, ...; compared without
+ *    case after percent-decoding) that follows ? & ; # (or, in free text, a blank or the
+ *    start) and is followed by '=' has its value hidden up to the next & or # (or blank).
+ *  - headers (free text only): a line "Authorization: ...", "Proxy-Authorization",
+ *    "Cookie", "Set-Cookie", "X-Amz-Security-Token", "X-Api-Key", ... has its value hidden.
+ * kvik__redact takes free text (libcurl's trace and error text, server messages);
+ * kvik__redact_url takes one URL, whose authority is not cut at blanks (so a URL that the
+ * parser refuses for a blank in its password is still shown without the password). */
 void kvik__redact(const char *in, size_t in_len, char *out, size_t len);
+void kvik__redact_url(const char *in, size_t in_len, char *out, size_t len);
 
 /* Parses a Content-Range value: "bytes FIRST-LAST/TOTAL", "bytes FIRST-LAST/ *" or
  * "bytes * /TOTAL" (no spaces around '/'), with optional surrounding blanks. Returns a mask:

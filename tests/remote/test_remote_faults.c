@@ -9,10 +9,13 @@
 #include "remote/remote.h"
 #include "rt.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define SEED 11
 #define OBJ (1 * MiB + 7)
@@ -257,6 +260,103 @@ static void presigned_urls(void **state) {
   kvik_remote_close(r);
 }
 
+#ifdef KVIK_TOOL
+/* Runs the kvik tool with argv and the environment settings env ("NAME=value", NULL-ended);
+ * stdout and stderr both go to out (NUL-terminated). Returns the exit status or -1. */
+static int run_tool(const char *const *args, const char *const *env, char *out, size_t len) {
+  int p[2];
+  if (pipe(p) != 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(p[0]);
+    dup2(p[1], 1);
+    dup2(p[1], 2);
+    for (const char *const *e = env; *e; e++)
+      putenv((char *)*e);
+    char *argv[16] = {KVIK_TOOL};
+    int n = 1;
+    for (; args[n - 1] && n < 15; n++)
+      argv[n] = (char *)args[n - 1];
+    argv[n] = NULL;
+    execv(KVIK_TOOL, argv);
+    _exit(127);
+  }
+  close(p[1]);
+  size_t got = 0;
+  ssize_t r;
+  char sink[256];
+  while ((r = read(p[0], got + 1 < len ? out + got : sink,
+                   got + 1 < len ? len - 1 - got : sizeof sink)) > 0)
+    if (got + 1 < len)
+      got += (size_t)r;
+  close(p[0]);
+  out[got] = '\0';
+  int st;
+  if (pid < 0 || waitpid(pid, &st, 0) != pid)
+    return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void slurp(const char *path, char *out, size_t len) {
+  out[0] = '\0';
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return;
+  size_t n = fread(out, 1, len - 1, f);
+  out[n] = '\0';
+  fclose(f);
+}
+
+/* What a user sees: `kvik cp` with a URL holding a password (with a quote, which RFC 3986
+ * allows) and a signature after a "://" in the query, with the trace log on. Neither secret,
+ * nor the Basic credentials libcurl builds from them, may appear on stdout, stderr or in the
+ * log file, whether the copy succeeds after a retry or fails. */
+static void kvik_cp_and_its_log_never_show_a_secret(void **state) {
+  (void)state;
+  static const char *const secrets[] = {"SECRETPW1", "SECRETSIG1", "YWxpY2U6cGEnU0VDUkVUUFcx",
+                                        NULL};
+  char *dir = t_mkdtemp(NULL);
+  assert_non_null(dir);
+  char *log = t_join(dir, "kvik.log"), *dst = t_join(dir, "copy.bin");
+  char log_env[1100];
+  snprintf(log_env, sizeof log_env, "KVIKIO_LOG_FILE=%s", log);
+  const char *const env[] = {"KVIKIO_LOG_LEVEL=TRACE", "KVIKIO_REMOTE_VERBOSE=1", log_env, NULL};
+  static char out[256 * 1024], text[1 << 20];
+  const char *kinds[] = {"503once", "404"};
+  for (int k = 0; k < 2; k++) {
+    char url[512];
+    snprintf(url, sizeof url,
+             "http://alice:pa'SECRETPW1@127.0.0.1:%d/fault/%s/cp%d/obj.bin?next=http://x&"
+             "X-Amz-Signature=SECRETSIG1&u=a:b@c",
+             srv.port, kinds[k], k);
+    const char *const args[] = {"cp", url, dst, NULL};
+    int st = run_tool(args, env, out, sizeof out);
+    slurp(log, text, sizeof text);
+    printf("kvik cp (%s): exit %d\n%s", kinds[k], st, out);
+    ASSERT_CODE(st, k == 0 ? 0 : 1);
+    if (k == 0) {
+      ASSERT_FILE_PATTERN(dst, OBJ, SEED);
+      ASSERT_CONTAINS(text, "attempt 1 of"); /* the retry named the URL */
+    } else {
+      ASSERT_CONTAINS(out, "HTTP 404");
+    }
+    for (const char *const *sec = secrets; *sec; sec++) {
+      if (strstr(out, *sec))
+        fail_msg("kvik cp printed \"%s\":\n%s", *sec, out);
+      if (strstr(text, *sec))
+        fail_msg("the log holds \"%s\":\n%s", *sec, text);
+    }
+    ASSERT_CONTAINS(k == 0 ? text : out, "alice:***@127.0.0.1");
+    ASSERT_CONTAINS(text, "Authorization: ***");
+    ASSERT_CONTAINS(text, "X-Amz-Signature=***");
+  }
+  free(log);
+  free(dst);
+  t_rmtree(dir);
+}
+#endif
+
 int main(int argc, char **argv) {
   t_select(argc, argv);
   t_clear_kvikio_env();
@@ -298,6 +398,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test(wrong_lengths_and_ranges),
       cmocka_unit_test(webhdfs),
       cmocka_unit_test(presigned_urls),
+#ifdef KVIK_TOOL
+      cmocka_unit_test(kvik_cp_and_its_log_never_show_a_secret),
+#endif
   };
   int rc = cmocka_run_group_tests_name("remote_faults", tests, NULL, NULL);
   rt_stop(&srv);
