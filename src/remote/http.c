@@ -249,6 +249,22 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
+/* libcurl calls this often during a transfer and about once a second while it waits; a
+ * non-zero return aborts the transfer (CURLE_ABORTED_BY_CALLBACK). */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
+  (void)dltotal;
+  (void)dlnow;
+  (void)ultotal;
+  (void)ulnow;
+  const struct xfer *x = ud;
+  return atomic_load_explicit(x->rq->stop, memory_order_relaxed) != 0;
+}
+
+static bool stopped(const struct kvik__http_req *rq) {
+  return rq->stop && atomic_load_explicit(rq->stop, memory_order_relaxed) != 0;
+}
+
 static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *ud) {
   (void)h;
   (void)ud;
@@ -355,9 +371,14 @@ static bool retry_curl(CURLcode c) {
   }
 }
 
-static void sleep_ms(uint64_t ms) {
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+/* Sleeps ms milliseconds, in steps of at most 20 ms so that a stop request ends the wait. */
+static void sleep_ms(uint64_t ms, const struct kvik__http_req *rq) {
+  while (ms > 0 && !stopped(rq)) {
+    uint64_t step = KVIK_MIN(ms, 20);
+    struct timespec ts = {0, (long)step * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    ms -= step;
   }
 }
 
@@ -400,6 +421,11 @@ static int setup(CURL *h, struct kvik__http_req *rq, struct xfer *x, struct curl
   SET(CURLOPT_HEADERDATA, x);
   SET(CURLOPT_WRITEFUNCTION, on_body);
   SET(CURLOPT_WRITEDATA, x);
+  if (rq->stop) {
+    SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+    SET(CURLOPT_XFERINFODATA, x);
+    SET(CURLOPT_NOPROGRESS, 0L);
+  }
   if (rq->head)
     SET(CURLOPT_NOBODY, 1L);
   if (rq->ranged) {
@@ -483,6 +509,12 @@ int kvik__http_perform(struct kvik__http_req *rq) {
       handle_put(h);
       return rc;
     }
+    if (stopped(rq)) {
+      curl_slist_free_all(hdrs);
+      handle_put(h);
+      return kvik__err(KVIK_ECANCELED, "remote %s: %s: not started: the operation has failed",
+                       shown, what);
+    }
     atomic_fetch_add(&request_count, 1);
     CURLcode c = curl_easy_perform(h);
     curl_slist_free_all(hdrs);
@@ -505,7 +537,11 @@ int kvik__http_perform(struct kvik__http_req *rq) {
     char why[700] = "";
     int code = 0;
     bool retry = false;
-    if (x.fail == FAIL_SINK) {
+    if (c == CURLE_ABORTED_BY_CALLBACK && stopped(rq)) {
+      curl_easy_cleanup(h);
+      return kvik__err(KVIK_ECANCELED, "remote %s: %s: aborted: the operation has failed", shown,
+                       what);
+    } else if (x.fail == FAIL_SINK) {
       handle_put(h);
       return kvik__err_set(x.sink_rc, x.fail_msg);
     } else if (x.fail == FAIL_RANGE) {
@@ -563,7 +599,7 @@ int kvik__http_perform(struct kvik__http_req *rq) {
     h = curl_easy_init();
     if (!h)
       return kvik__err(-ENOMEM, "remote %s: %s: cannot create a curl handle", shown, what);
-    sleep_ms(delay);
+    sleep_ms(delay, rq);
     delay = KVIK_MIN(delay * 2, max_delay);
   }
 }

@@ -124,6 +124,11 @@ struct kvik__http_req {
   bool probe;       /* size probe: a 200 answer to a ranged GET ends the transfer early */
   uint64_t off, len;
   const struct kvik__sink *sink; /* 2xx body goes here (NULL: kept in body[], truncated) */
+  /* May be NULL. Once *stop is non-zero the request is given up: the transfer in progress is
+   * aborted (libcurl's progress callback, called at least about once a second), no retry is
+   * started and a backoff wait ends early; the result is then KVIK_ECANCELED. A parallel read
+   * points every range at one flag that its first failure sets. */
+  const _Atomic int *stop;
   /* Outputs. */
   long status;
   int64_t content_length; /* -1 if not sent */

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SEED 11
@@ -156,6 +157,58 @@ static void delay_past_the_timeout(void **state) {
   r = open_sized("/fault/slowalways/j/obj.bin?delay=1.5", OBJ);
   ASSERT_CODE(read_checked(r, 4096, 0, false), KVIK_ETIMEDOUT);
   ASSERT_CONTAINS(kvik_last_error(), "gave up after 2 attempts");
+  kvik_remote_close(r);
+  ASSERT_CODE(kvik_config_reload(), 0);
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* 1 MiB in 64 KiB ranges on a pool of 4 (3 ranges in flight) from a server that never
+ * answers in time: each range times out KVIKIO_HTTP_MAX_ATTEMPTS times. The first range to
+ * fail for good stops the read: the ranges not started are never requested. The server
+ * counts the requests (the real assertion); the time bound is generous (before this was
+ * fixed: 48 requests, about 16 s). */
+static void a_failed_range_stops_the_other_ranges(void **state) {
+  (void)state;
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_HTTP_TIMEOUT, 1), 0);
+  kvik_remote *r = open_sized("/fault/slowalways/ff1/obj.bin?delay=30", OBJ);
+  double t0 = now_s();
+  ASSERT_CODE(read_checked(r, 1 * MiB, 0, true), KVIK_ETIMEDOUT);
+  double took = now_s() - t0;
+  long n = requests_for("ff1");
+  printf("stalled server: %ld requests, %.1f s\n", n, took);
+  ASSERT_CONTAINS(kvik_last_error(), "gave up after 3 attempts");
+  if (n > 3 * 3 + 3)
+    fail_msg("%ld requests: ranges kept going after the first range failed", n);
+  if (took > 3 * 3 + 1)
+    fail_msg("the error took %.1f s with a 1 s timeout and 3 attempts", took);
+  kvik_remote_close(r);
+  ASSERT_CODE(kvik_config_reload(), 0);
+}
+
+/* One range fails at once (404) while the others stall: the ranges in flight are aborted
+ * (their requests would time out only after 4 s), none more is started, and the error is the
+ * 404's. Before this was fixed: 16 requests, about 20 s. */
+static void a_failed_range_aborts_the_ranges_in_flight(void **state) {
+  (void)state;
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_HTTP_TIMEOUT, 4), 0);
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_HTTP_MAX_ATTEMPTS, 1), 0);
+  kvik_remote *r = open_sized("/fault/onefails/ff2/obj.bin?at=0&delay=30", OBJ);
+  double t0 = now_s();
+  ASSERT_CODE(read_checked(r, 1 * MiB, 0, true), KVIK_EHTTP);
+  double took = now_s() - t0;
+  long n = requests_for("ff2");
+  printf("one range failing: %ld requests, %.1f s\n", n, took);
+  ASSERT_CONTAINS(kvik_last_error(), "HTTP 404");
+  ASSERT_CONTAINS(kvik_last_error(), "offset 0");
+  if (n > 4)
+    fail_msg("%ld requests: ranges were started after one had failed", n);
+  if (took >= 4)
+    fail_msg("the error took %.1f s: the ranges in flight ran to their 4 s timeout", took);
   kvik_remote_close(r);
   ASSERT_CODE(kvik_config_reload(), 0);
 }
@@ -394,6 +447,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(bodies_cut_short_restart_from_the_first_byte),
       cmocka_unit_test(connection_reset_mid_range_is_retried),
       cmocka_unit_test(delay_past_the_timeout),
+      cmocka_unit_test(a_failed_range_stops_the_other_ranges),
+      cmocka_unit_test(a_failed_range_aborts_the_ranges_in_flight),
       cmocka_unit_test(server_ignoring_range_is_detected),
       cmocka_unit_test(wrong_lengths_and_ranges),
       cmocka_unit_test(webhdfs),
