@@ -57,8 +57,9 @@ char *kvik__s3_normalize_path(const char *path, size_t len);
 /* Copies in[0..in_len) to out (always NUL-terminated, truncated to len) with secrets replaced by
  * "***". Three rules, each of which only adds to what is hidden:
  *  - user-info: after every "://", the authority runs to the first / ? # (in free text also to
- *    a blank); its last '@' ends the user-info, as in kvik__url_parse and libcurl. The password
- *    (after the first ':') is hidden, or the whole user-info when it has no ':' (a token).
+ *    a blank); an '@' in it ends the user-info (kvik__url_parse takes the last, libcurl the
+ *    first). The password (after the first ':', up to the last '@') is hidden, and so is
+ *    text before an '@' that precedes every ':' (user-info without a password: a token).
  *  - parameters: a name from the list in url.c (X-Amz-Signature, X-Amz-Security-Token,
  *    X-Amz-Credential, Signature, sig, token, access_token, delegation, ...; compared without
  *    case after percent-decoding) that follows ? & ; # (or, in free text, a blank or the

@@ -497,20 +497,25 @@ static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c ==
 
 /* Authority rule, for a "://" ending at s: the authority runs to the first / ? # (a URL's
  * grammar, the same in kvik__url_parse and libcurl; in free text also to a blank, which no
- * URL holds); its last '@' ends the user-info. The password (after the user-info's first ':')
- * is hidden; user-info without ':' is hidden whole, as it is often a token. */
+ * URL holds), and an '@' in it ends the user-info: kvik__url_parse takes the last '@',
+ * libcurl the first (and then refuses the host). The password, after the user-info's first
+ * ':', is hidden up to the last '@'; text before an '@' that comes before any ':' is user-info
+ * without a password, often a token, and is hidden whole. Taking every '@' (not just the last)
+ * keeps the rule monotone: text appended after the authority can hide more, never less. */
 static void rule_userinfo(const char *in, size_t n, size_t s, bool text, struct spans *sp) {
-  size_t e = s, at = n;
-  for (; e < n && in[e] && in[e] != '/' && in[e] != '?' && in[e] != '#'; e++) {
+  size_t colon = n, at_before = n, at_after = n;
+  for (size_t e = s; e < n && in[e] && in[e] != '/' && in[e] != '?' && in[e] != '#'; e++) {
     if (text && is_blank(in[e]))
       break;
-    if (in[e] == '@')
-      at = e;
+    if (in[e] == ':' && colon == n)
+      colon = e;
+    else if (in[e] == '@')
+      *(colon == n ? &at_before : &at_after) = e;
   }
-  if (at == n)
-    return;
-  const char *colon = memchr(in + s, ':', at - s);
-  span_add(sp, colon ? (size_t)(colon - in) + 1 : s, at);
+  if (at_before != n)
+    span_add(sp, s, at_before);
+  if (at_after != n)
+    span_add(sp, colon + 1, at_after);
 }
 
 /* Parameter rule, for a name starting at s (after ? & ; #, or a blank in text): a secret name

@@ -312,6 +312,11 @@ static void redaction_follows_the_url_grammar(void **state) {
   const char *const tok[] = {"SECRETTOKEN", NULL};
   const char *const tok_vis[] = {"https://***@h/f", NULL};
   check_redacted("https://SECRETTOKEN@h/f", true, tok, tok_vis);
+  /* Found by fuzz_redact: text after a URL that adds a ':' and a later '@' to the authority
+   * must not turn the token into a user name ("TOKEN@h:x@y" read as user-info up to the last
+   * '@' has its first ':' after the token). */
+  check_redacted("remote https://SECRETTOKEN@h:x@y", false, tok, NULL);
+  check_redacted("https://SECRETTOKEN@h:x@y/f", true, tok, NULL);
   /* A password holding a space is refused by the parser, but the URL is still shown in the
    * refusal: as a URL, the user-info runs to the last '@' whatever it holds. */
   char out[512];
