@@ -349,7 +349,9 @@ struct kvik_remote_opts {
  *  Content-Range (presigned URLs, where HEAD is not allowed) or GETFILESTATUS (WebHDFS).
  *  *out is set only on success; the caller owns it and frees it with kvik_remote_close().
  *  Returns 0, KVIK_EINVAL (bad URL, type not allowed, missing credentials), KVIK_EHTTP (the
- *  server answered with an error: the status is named), KVIK_ETIMEDOUT, -ENOMEM, or
+ *  server answered with an error: the status is named; or an answer kvik cannot use, such as
+ *  a response header too large for libcurl or no size), KVIK_EOVERFLOW (the size the server
+ *  gives does not fit 63 bits; the value is quoted), KVIK_ETIMEDOUT, -ENOMEM, or
  *  KVIK_EUNSUPPORTED (built without libcurl). */
 KVIK_API int kvik_remote_open(kvik_remote **out, const char *url,
                               const struct kvik_remote_opts *opts);

@@ -217,6 +217,25 @@ static char *webhdfs_url(const struct kvik__endpoint *ep, const char *op_params)
   return s;
 }
 
+/* The error for an answer whose Content-Length libcurl could not use (rq->content_length < 0):
+ * none sent, a number too large for 64 bits, or not a number. what names the request. */
+static int bad_length(kvik_remote *r, const struct kvik__http_req *rq, const char *what) {
+  const char *v = rq->cl_text;
+  if (!v[0])
+    return kvik__err(KVIK_EHTTP,
+                     "kvik_remote_open %s: the %s answer has no Content-Length; pass opts.size",
+                     r->ep.shown, what);
+  if (strspn(v, "0123456789") == strlen(v))
+    return kvik__err(KVIK_EOVERFLOW,
+                     "kvik_remote_open %s: the %s answer's Content-Length %s is out of range "
+                     "(more than 2^63-1 bytes); pass opts.size",
+                     r->ep.shown, what, v);
+  return kvik__err(KVIK_EHTTP,
+                   "kvik_remote_open %s: the %s answer's Content-Length \"%s\" is not a number; "
+                   "pass opts.size",
+                   r->ep.shown, what, v);
+}
+
 /* Asks the server for the object's size. */
 static int query_size(kvik_remote *r) {
   struct kvik__http_req *rq = kvik__calloc(1, sizeof *rq); /* 4 KiB of body: not on the stack */
@@ -249,10 +268,7 @@ static int query_size(kvik_remote *r) {
       r->size = rq->cr_total;
     } else if (rc == 0) {
       if (rq->content_length < 0) {
-        rc = kvik__err(KVIK_EHTTP,
-                       "kvik_remote_open %s: the server sent no Content-Length; "
-                       "pass opts.size",
-                       r->ep.shown);
+        rc = bad_length(r, rq, "ranged GET");
         break;
       }
       r->size = (uint64_t)rq->content_length;
@@ -277,10 +293,7 @@ static int query_size(kvik_remote *r) {
     rq->what = "size (HEAD)";
     rc = kvik__http_perform(rq);
     if (rc == 0 && rq->content_length < 0)
-      rc = kvik__err(KVIK_EHTTP,
-                     "kvik_remote_open %s: HEAD answer has no Content-Length; "
-                     "pass opts.size",
-                     r->ep.shown);
+      rc = bad_length(r, rq, "HEAD");
     else if (rc == 0)
       r->size = (uint64_t)rq->content_length;
     break;

@@ -132,7 +132,8 @@ struct kvik__http_req {
   const _Atomic int *stop;
   /* Outputs. */
   long status;
-  int64_t content_length; /* -1 if not sent */
+  int64_t content_length; /* -1 if not sent or out of range */
+  char cl_text[40];       /* the Content-Length value as sent, blanks trimmed ("" if none) */
   int cr_mask;            /* kvik__parse_content_range() of the final response, 0 if absent */
   uint64_t cr_first, cr_last, cr_total;
   uint64_t received; /* body bytes of the final attempt */
@@ -142,7 +143,8 @@ struct kvik__http_req {
 
 /* Performs the request with retries. Returns 0 (a 2xx answer, body complete and in range), or a
  * negative code with the detail set: KVIK_EHTTP (status named, S3 or WebHDFS error code when
- * the body has one; or a range or length the server got wrong), KVIK_ETIMEDOUT, -ENOMEM. */
+ * the body has one; or a range or length the server got wrong), KVIK_ETIMEDOUT, -ENOMEM,
+ * KVIK_ECANCELED (*rq->stop was set). */
 int kvik__http_perform(struct kvik__http_req *rq);
 
 /* Initialises libcurl once. 0 or KVIK_EUNSUPPORTED/KVIK_EINTERNAL with the detail set. */

@@ -309,6 +309,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.s3_error(404, "NoSuchKey", "The specified key does not exist.")
             time.sleep(float(q.get("delay", ["3"])[0]))
             return self.serve(data)
+        if kind == "bigheader":
+            # A 300 KB response header (libcurl takes at most 100 KB).
+            self.send_response(200)
+            self.send_header("X-Big", "b" * 300000)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            return
+        if kind == "hugelength":
+            # A Content-Length that no 64-bit number holds.
+            self.send_response(200)
+            self.send_header("Content-Length", "99999999999999999999999")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            return
         if kind == "norange":
             return self.serve(data, honour_range=False)
         if kind == "lenless":

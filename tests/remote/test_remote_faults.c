@@ -9,6 +9,12 @@
 #include "remote/remote.h"
 #include "rt.h"
 
+#ifdef KVIK_TEST_HAVE_CURL
+#include <curl/curl.h>
+#include <stdatomic.h>
+#endif
+
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -253,6 +259,93 @@ static void wrong_lengths_and_ranges(void **state) {
   kvik_remote_close(r);
 }
 
+/* Answers libcurl cannot take are named for what they are: a response header over libcurl's
+ * limit is not "Out of memory", and a Content-Length that no 64-bit number holds is not a
+ * missing one. */
+static void oversized_answers_are_named(void **state) {
+  (void)state;
+  kvik_remote *r = open_sized("/fault/bigheader/bh/obj.bin", OBJ);
+  ASSERT_CODE(read_checked(r, 1000, 0, false), KVIK_EHTTP);
+  ASSERT_CONTAINS(kvik_last_error(), "response header");
+  ASSERT_CONTAINS(kvik_last_error(), "too large");
+  /* Asked twice (libcurl before 8.6 says "Out of memory" for it, so kvik tries once more to
+   * tell it from a passing shortage), not retried as a busy server would be. */
+  ASSERT_CODE(requests_for("bh"), 2);
+  kvik_remote_close(r);
+
+  char url[256];
+  url_of(url, sizeof url, "/fault/hugelength/hl/obj.bin");
+  struct kvik_remote_opts o = {.sz = sizeof o, .type = KVIK_REMOTE_HTTP};
+  ASSERT_CODE(kvik_remote_open(&r, url, &o), KVIK_EOVERFLOW);
+  ASSERT_CONTAINS(kvik_last_error(), "Content-Length 99999999999999999999999");
+  ASSERT_CONTAINS(kvik_last_error(), "out of range");
+}
+
+#ifdef KVIK_TEST_HAVE_CURL
+/* libcurl's allocations, through curl_global_init_mem (installed in main before kvik starts
+ * libcurl): curl_fail_at > 0 makes the allocation with that number (counted from 1 after it
+ * is set) fail, once. */
+static _Atomic long curl_allocs, curl_fail_at;
+static _Atomic bool curl_failed;
+
+static bool curl_alloc_fails(void) {
+  long at = atomic_load(&curl_fail_at);
+  if (at <= 0)
+    return false;
+  if (atomic_fetch_add(&curl_allocs, 1) + 1 != at)
+    return false;
+  atomic_store(&curl_failed, true);
+  return true;
+}
+static void *t_curl_malloc(size_t n) { return curl_alloc_fails() ? NULL : malloc(n); }
+static void t_curl_free(void *p) { free(p); }
+static void *t_curl_realloc(void *p, size_t n) { return curl_alloc_fails() ? NULL : realloc(p, n); }
+static char *t_curl_strdup(const char *s) { return curl_alloc_fails() ? NULL : strdup(s); }
+static void *t_curl_calloc(size_t a, size_t b) { return curl_alloc_fails() ? NULL : calloc(a, b); }
+
+/* Fails each of libcurl's allocations in turn during a ranged read (the first at 0, a second
+ * at offset 100 on the same handle). Every outcome must be the right bytes or -ENOMEM naming
+ * what ran out; never KVIK_EINTERNAL, and never "ignored the Range header" (libcurl 7.88 sends
+ * a request without its Range line when building that line fails). */
+static void curl_out_of_memory_is_reported_as_such(void **state) {
+  (void)state;
+  kvik_remote *r = open_sized("/f/obj.bin", OBJ);
+  int enomem = 0, ok = 0, setopt = 0;
+  for (long at = 1; at < 5000; at++) {
+    atomic_store(&curl_allocs, 0);
+    atomic_store(&curl_failed, false);
+    atomic_store(&curl_fail_at, at);
+    ssize_t n1 = read_checked(r, 1000, 0, false);
+    char msg1[KVIK_ERRMSG_MAX];
+    snprintf(msg1, sizeof msg1, "%s", n1 < 0 ? kvik_last_error() : "");
+    ssize_t n2 = read_checked(r, 1000, 100, false);
+    atomic_store(&curl_fail_at, 0);
+    bool hit = atomic_load(&curl_failed);
+    for (int k = 0; k < 2; k++) {
+      ssize_t n = k ? n2 : n1;
+      const char *msg = k ? kvik_last_error() : msg1;
+      if (n == 1000) {
+        ok++;
+        continue;
+      }
+      printf("allocation %ld: %zd %s\n", at, n, msg);
+      if (n != -ENOMEM)
+        fail_msg("allocation %ld: %zd (%s): %s", at, n, kvik_strerror((int)n), msg);
+      enomem++;
+      setopt += strstr(msg, "curl_easy_setopt(CURLOPT_") != NULL;
+    }
+    if (!hit) {
+      printf("%ld allocations failed in turn: %d reads -ENOMEM, %d complete, %d in setopt\n",
+             at - 1, enomem, ok, setopt);
+      break;
+    }
+  }
+  assert_true(enomem > 0);
+  assert_true(setopt > 0);
+  kvik_remote_close(r);
+}
+#endif
+
 static void webhdfs(void **state) {
   (void)state;
   char url[256];
@@ -413,6 +506,14 @@ static void kvik_cp_and_its_log_never_show_a_secret(void **state) {
 int main(int argc, char **argv) {
   t_select(argc, argv);
   t_clear_kvikio_env();
+#ifdef KVIK_TEST_HAVE_CURL
+  /* Before kvik's curl_global_init, so that libcurl allocates through the counters above. */
+  if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, t_curl_malloc, t_curl_free, t_curl_realloc,
+                           t_curl_strdup, t_curl_calloc) != CURLE_OK) {
+    printf("curl_global_init_mem failed\n");
+    return 1;
+  }
+#endif
   kvik_remote *probe;
   struct kvik_remote_opts o = {.sz = sizeof o, .size = 1};
   if (kvik_remote_open(&probe, "http://127.0.0.1:9/x", &o) == KVIK_EUNSUPPORTED) {
@@ -451,6 +552,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test(a_failed_range_aborts_the_ranges_in_flight),
       cmocka_unit_test(server_ignoring_range_is_detected),
       cmocka_unit_test(wrong_lengths_and_ranges),
+      cmocka_unit_test(oversized_answers_are_named),
+#ifdef KVIK_TEST_HAVE_CURL
+      cmocka_unit_test(curl_out_of_memory_is_reported_as_such),
+#endif
       cmocka_unit_test(webhdfs),
       cmocka_unit_test(presigned_urls),
 #ifdef KVIK_TOOL
