@@ -410,6 +410,19 @@ static void presigned_urls(void **state) {
 /* Runs the kvik tool with argv and the environment settings env ("NAME=value", NULL-ended);
  * stdout and stderr both go to out (NUL-terminated). Returns the exit status or -1. */
 static int run_tool(const char *const *args, const char *const *env, char *out, size_t len) {
+  /* argv and the environment are built before fork: the child of a threaded process only
+   * rearranges descriptors and execs. */
+  extern char **environ;
+  char *argv[16] = {KVIK_TOOL}, *envp[512];
+  int n = 1, e = 0;
+  for (; args[n - 1] && n < 15; n++)
+    argv[n] = (char *)args[n - 1];
+  argv[n] = NULL;
+  for (const char *const *x = env; *x && e < 64; x++)
+    envp[e++] = (char *)*x;
+  for (char **x = environ; *x && e < 511; x++)
+    envp[e++] = *x; /* after the settings above: the first of a name is the one used */
+  envp[e] = NULL;
   int p[2];
   if (pipe(p) != 0)
     return -1;
@@ -418,14 +431,7 @@ static int run_tool(const char *const *args, const char *const *env, char *out, 
     close(p[0]);
     dup2(p[1], 1);
     dup2(p[1], 2);
-    for (const char *const *e = env; *e; e++)
-      putenv((char *)*e);
-    char *argv[16] = {KVIK_TOOL};
-    int n = 1;
-    for (; args[n - 1] && n < 15; n++)
-      argv[n] = (char *)args[n - 1];
-    argv[n] = NULL;
-    execv(KVIK_TOOL, argv);
+    execve(KVIK_TOOL, argv, envp);
     _exit(127);
   }
   close(p[1]);
