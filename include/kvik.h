@@ -357,7 +357,9 @@ struct kvik_remote_opts {
  *  Content-Range (presigned URLs, where HEAD is not allowed) or GETFILESTATUS (WebHDFS).
  *  *out is set only on success; the caller owns it and frees it with kvik_remote_close().
  *  Returns 0, KVIK_EINVAL (bad URL, type not allowed, missing credentials), KVIK_EHTTP (the
- *  server answered with an error: the status is named), KVIK_ETIMEDOUT, -ENOMEM, or
+ *  server answered with an error: the status is named; or an answer kvik cannot use, such as
+ *  a response header too large for libcurl or no size), KVIK_EOVERFLOW (the size the server
+ *  gives does not fit 63 bits; the value is quoted), KVIK_ETIMEDOUT, -ENOMEM, or
  *  KVIK_EUNSUPPORTED (built without libcurl). */
 KVIK_API int kvik_remote_open(kvik_remote **out, const char *url,
                               const struct kvik_remote_opts *opts);
@@ -387,7 +389,10 @@ KVIK_API ssize_t kvik_remote_read(kvik_remote *r, void *buf, size_t size, int64_
 /** Parallel read: the range is split into opts->task_size pieces (0: KVIKIO_TASK_SIZE) fetched
  *  as separate ranged requests on opts->pool (NULL: the default pool), at most max_parallel
  *  at once, over reused connections. *out receives a future (kvik_future_wait gives size or
- *  the first failure by offset). Immediate errors (bad arguments, range past the end) return
+ *  the error of the first range to fail). The first failure (after that range's retries) stops
+ *  the read: ranges not yet started are not requested and requests in flight are aborted, so
+ *  the error comes back within about one request's time rather than after every other range
+ *  has been fetched and retried. Immediate errors (bad arguments, range past the end) return
  *  the code and make no future. */
 KVIK_API int kvik_remote_pread(kvik_remote *r, void *buf, size_t size, int64_t offset,
                                const struct kvik_io_opts *opts, kvik_future **out);

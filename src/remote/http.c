@@ -130,6 +130,7 @@ struct xfer {
   char cr[128];    /* latest Content-Range value */
   size_t cr_len;
   bool cr_seen;
+  char cl[40];  /* latest Content-Length value, blanks trimmed ("" if none) */
   bool checked; /* the first body bytes of the final response were checked */
   bool to_sink;
   bool probe_done; /* a size probe got its answer and ended the transfer */
@@ -146,6 +147,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
     /* A new response (after a redirect or a 100 Continue): forget the previous one. */
     x->cr_seen = false;
     x->cr_len = 0;
+    x->cl[0] = '\0';
     x->reason[0] = '\0';
     const char *sp = memchr(data, ' ', n);
     if (sp) {
@@ -160,6 +162,13 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
         x->reason[r++] = *p++;
       x->reason[r] = '\0';
     }
+  } else if (n > 15 && strncasecmp(data, "content-length:", 15) == 0) {
+    const char *v = data + 15, *e = data + n;
+    while (v < e && (*v == ' ' || *v == '\t'))
+      v++;
+    while (e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+      e--;
+    snprintf(x->cl, sizeof x->cl, "%.*s", (int)KVIK_MIN((size_t)(e - v), sizeof x->cl - 1), v);
   } else if (n > 14 && strncasecmp(data, "content-range:", 14) == 0) {
     size_t v = n - 14;
     if (v >= sizeof x->cr)
@@ -249,6 +258,22 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
+/* libcurl calls this often during a transfer and about once a second while it waits; a
+ * non-zero return aborts the transfer (CURLE_ABORTED_BY_CALLBACK). */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
+  (void)dltotal;
+  (void)dlnow;
+  (void)ultotal;
+  (void)ulnow;
+  const struct xfer *x = ud;
+  return atomic_load_explicit(x->rq->stop, memory_order_relaxed) != 0;
+}
+
+static bool stopped(const struct kvik__http_req *rq) {
+  return rq->stop && atomic_load_explicit(rq->stop, memory_order_relaxed) != 0;
+}
+
 static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *ud) {
   (void)h;
   (void)ud;
@@ -333,6 +358,25 @@ static void describe_status(const struct kvik__http_req *rq, const struct xfer *
   kvik__redact(raw, strlen(raw), out, len);
 }
 
+/* Whether a failed transfer failed on a response header larger than libcurl takes: 1 when
+ * libcurl says so (CURLE_TOO_LARGE, libcurl 8.6 and later), 2 when it may have (earlier
+ * versions report CURLE_OUT_OF_MEMORY, as for a failed allocation, with no detail: the status
+ * line arrived and no body did), 0 otherwise. */
+static int header_fault(CURLcode c, const struct xfer *x) {
+#if LIBCURL_VERSION_NUM >= 0x080600
+  if (c == CURLE_TOO_LARGE)
+    return 1;
+#endif
+  return c == CURLE_OUT_OF_MEMORY && x->status != 0 && !x->checked ? 2 : 0;
+}
+
+/* Whether an allocation of the size libcurl needs for a header over its limit succeeds. */
+static bool memory_left(void) {
+  void *p = kvik__malloc(2 * CURL_MAX_HTTP_HEADER);
+  kvik__free(p);
+  return p != NULL;
+}
+
 static bool retry_status(long st) {
   int codes[64];
   size_t n = kvik__cfg_http_codes(codes, 64);
@@ -355,20 +399,35 @@ static bool retry_curl(CURLcode c) {
   }
 }
 
-static void sleep_ms(uint64_t ms) {
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+/* Sleeps ms milliseconds, in steps of at most 20 ms so that a stop request ends the wait. */
+static void sleep_ms(uint64_t ms, const struct kvik__http_req *rq) {
+  while (ms > 0 && !stopped(rq)) {
+    uint64_t step = KVIK_MIN(ms, 20);
+    struct timespec ts = {0, (long)step * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    ms -= step;
   }
 }
 
+/* Appends line to *l; false (and *l freed) when memory runs out. */
+static bool add_header(struct curl_slist **l, const char *line) {
+  struct curl_slist *n = curl_slist_append(*l, line);
+  if (!n)
+    curl_slist_free_all(*l);
+  *l = n;
+  return n != NULL;
+}
+
 static int setup(CURL *h, struct kvik__http_req *rq, struct xfer *x, struct curl_slist **hdrs,
-                 char *range, size_t range_len, char *errbuf) {
+                 const char *shown, const char *what, char *errbuf) {
   const struct kvik__endpoint *ep = rq->ep;
   CURLcode c = CURLE_OK;
+  const char *failed_opt = NULL; /* the option that failed, for the message */
 #define SET(opt, val)                                                                              \
   do {                                                                                             \
-    if (c == CURLE_OK)                                                                             \
-      c = curl_easy_setopt(h, opt, val);                                                           \
+    if (c == CURLE_OK && (c = curl_easy_setopt(h, opt, val)) != CURLE_OK)                          \
+      failed_opt = #opt;                                                                           \
   } while (0)
   SET(CURLOPT_URL, rq->url ? rq->url : ep->url);
   SET(CURLOPT_NOSIGNAL, 1L);
@@ -400,12 +459,24 @@ static int setup(CURL *h, struct kvik__http_req *rq, struct xfer *x, struct curl
   SET(CURLOPT_HEADERDATA, x);
   SET(CURLOPT_WRITEFUNCTION, on_body);
   SET(CURLOPT_WRITEDATA, x);
+  if (rq->stop) {
+    SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+    SET(CURLOPT_XFERINFODATA, x);
+    SET(CURLOPT_NOPROGRESS, 0L);
+  }
   if (rq->head)
     SET(CURLOPT_NOBODY, 1L);
+  /* The Range line is a header of our own rather than CURLOPT_RANGE: libcurl 7.88 sends the
+   * request without its Range line when building that line runs out of memory (the answer
+   * then looks like a server that ignores Range), while a custom header that cannot be added
+   * fails the request with CURLE_OUT_OF_MEMORY. */
+  struct curl_slist *l = NULL;
+  bool mem = true;
   if (rq->ranged) {
-    snprintf(range, range_len, "%llu-%llu", (unsigned long long)rq->off,
+    char range[80];
+    snprintf(range, sizeof range, "Range: bytes=%llu-%llu", (unsigned long long)rq->off,
              (unsigned long long)(rq->off + rq->len - 1));
-    SET(CURLOPT_RANGE, range);
+    mem = add_header(&l, range);
   }
   if (ep->sigv4) {
     SET(CURLOPT_AWS_SIGV4, ep->sigv4);
@@ -413,31 +484,28 @@ static int setup(CURL *h, struct kvik__http_req *rq, struct xfer *x, struct curl
     SET(CURLOPT_PASSWORD, ep->secret_key);
     /* S3 wants the payload hash in a header; libcurl signs it as given. GET and HEAD have an
      * empty payload, whose SHA-256 this is. */
-    struct curl_slist *l =
-        curl_slist_append(NULL, "x-amz-content-sha256: "
+    mem = mem && add_header(&l, "x-amz-content-sha256: "
                                 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    if (l && ep->token_header) {
-      struct curl_slist *l2 = curl_slist_append(l, ep->token_header);
-      if (!l2) {
-        curl_slist_free_all(l);
-        l = NULL;
-      } else {
-        l = l2;
-      }
-    }
-    if (!l)
-      return kvik__err(-ENOMEM, "remote %s: out of memory building request headers", ep->shown);
-    *hdrs = l;
-    SET(CURLOPT_HTTPHEADER, l);
+    if (ep->token_header)
+      mem = mem && add_header(&l, ep->token_header);
   }
+  *hdrs = l;
+  if (!mem)
+    return kvik__err(-ENOMEM, "remote %s: %s: out of memory building the request headers", shown,
+                     what);
+  if (l)
+    SET(CURLOPT_HTTPHEADER, l);
   if (ep->verbose) {
     SET(CURLOPT_VERBOSE, 1L);
     SET(CURLOPT_DEBUGFUNCTION, on_debug);
   }
 #undef SET
+  if (c == CURLE_OUT_OF_MEMORY)
+    return kvik__err(-ENOMEM, "remote %s: %s: out of memory in curl_easy_setopt(%s)", shown, what,
+                     failed_opt);
   if (c != CURLE_OK)
-    return kvik__err(KVIK_EINTERNAL, "remote %s: curl_easy_setopt failed: %s", ep->shown,
-                     curl_easy_strerror(c));
+    return kvik__err(KVIK_EINTERNAL, "remote %s: %s: curl_easy_setopt(%s) failed: %s", shown, what,
+                     failed_opt, curl_easy_strerror(c));
   return 0;
 }
 
@@ -451,7 +519,7 @@ int kvik__http_perform(struct kvik__http_req *rq) {
     max_attempts = 1;
   char shown[600];
   if (rq->url)
-    kvik__redact(rq->url, strlen(rq->url), shown, sizeof shown);
+    kvik__redact_url(rq->url, strlen(rq->url), shown, sizeof shown);
   else
     snprintf(shown, sizeof shown, "%s", ep->shown);
   const char *what = rq->what ? rq->what : (rq->head ? "HEAD" : "GET");
@@ -461,7 +529,9 @@ int kvik__http_perform(struct kvik__http_req *rq) {
     return kvik__err(-ENOMEM, "remote %s: %s: cannot create a curl handle", shown, what);
   uint64_t delay = atomic_load(&backoff_ms);
   uint64_t max_delay = delay * 16;
+  bool header_oom_before = false; /* an attempt ran out of memory reading the header */
   for (unsigned attempt = 1;; attempt++) {
+    bool again_now = false; /* repeat this attempt without waiting and without counting it */
     struct xfer x;
     memset(&x, 0, sizeof x);
     x.rq = rq;
@@ -473,15 +543,21 @@ int kvik__http_perform(struct kvik__http_req *rq) {
     rq->body_len = 0;
     rq->body[0] = '\0';
     struct curl_slist *hdrs = NULL;
-    char range[64], errbuf[CURL_ERROR_SIZE];
+    char errbuf[CURL_ERROR_SIZE];
     errbuf[0] = '\0';
     if (attempt > 1)
       curl_easy_reset(h);
-    rc = setup(h, rq, &x, &hdrs, range, sizeof range, errbuf);
+    rc = setup(h, rq, &x, &hdrs, shown, what, errbuf);
     if (rc) {
       curl_slist_free_all(hdrs);
       handle_put(h);
       return rc;
+    }
+    if (stopped(rq)) {
+      curl_slist_free_all(hdrs);
+      handle_put(h);
+      return kvik__err(KVIK_ECANCELED, "remote %s: %s: not started: the operation has failed",
+                       shown, what);
     }
     atomic_fetch_add(&request_count, 1);
     CURLcode c = curl_easy_perform(h);
@@ -494,6 +570,7 @@ int kvik__http_perform(struct kvik__http_req *rq) {
     curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
     rq->status = st;
     rq->content_length = cl;
+    snprintf(rq->cl_text, sizeof rq->cl_text, "%s", x.cl);
     rq->received = x.got;
     if (x.cr_seen)
       rq->cr_mask =
@@ -505,7 +582,11 @@ int kvik__http_perform(struct kvik__http_req *rq) {
     char why[700] = "";
     int code = 0;
     bool retry = false;
-    if (x.fail == FAIL_SINK) {
+    if (c == CURLE_ABORTED_BY_CALLBACK && stopped(rq)) {
+      curl_easy_cleanup(h);
+      return kvik__err(KVIK_ECANCELED, "remote %s: %s: aborted: the operation has failed", shown,
+                       what);
+    } else if (x.fail == FAIL_SINK) {
       handle_put(h);
       return kvik__err_set(x.sink_rc, x.fail_msg);
     } else if (x.fail == FAIL_RANGE) {
@@ -520,6 +601,20 @@ int kvik__http_perform(struct kvik__http_req *rq) {
              : c == CURLE_OUT_OF_MEMORY    ? -ENOMEM
                                            : KVIK_EHTTP;
       retry = retry_curl(c);
+      int hf = header_fault(c, &x);
+      if (hf == 2 && !header_oom_before) {
+        /* Once more, at once: a header over libcurl's limit fails the same way again, a
+         * passing shortage of memory most likely does not. */
+        header_oom_before = true;
+        again_now = true;
+      } else if (hf == 1 || (hf == 2 && memory_left())) {
+        snprintf(why, sizeof why,
+                 "the response header is too large for libcurl (CURL_MAX_HTTP_HEADER, "
+                 "%d KiB; libcurl says: %s%s%s)",
+                 CURL_MAX_HTTP_HEADER / 1024, curl_easy_strerror(c), eb[0] ? ": " : "", eb);
+        code = KVIK_EHTTP;
+        retry = false;
+      }
     } else if (st < 200 || st >= 300) {
       describe_status(rq, &x, why, sizeof why);
       code = KVIK_EHTTP;
@@ -542,7 +637,13 @@ int kvik__http_perform(struct kvik__http_req *rq) {
       handle_put(h);
       return 0;
     }
-    if (!retry || attempt >= max_attempts) {
+    if (again_now) {
+      kvik__log(KVIK_LOG_DEBUG,
+                "remote %s: %s: %s while reading the response header; trying once more to tell "
+                "a header too large for libcurl from a shortage of memory",
+                shown, what, why);
+      attempt--;
+    } else if (!retry || attempt >= max_attempts) {
       if (retry)
         rc = kvik__err(code,
                        "remote %s: %s: %s; gave up after %u attempts "
@@ -554,8 +655,9 @@ int kvik__http_perform(struct kvik__http_req *rq) {
       curl_easy_cleanup(h);
       return rc;
     }
-    kvik__log(KVIK_LOG_WARN, "remote %s: %s: %s; attempt %u of %u, retrying in %llu ms", shown,
-              what, why, attempt, max_attempts, (unsigned long long)delay);
+    if (!again_now)
+      kvik__log(KVIK_LOG_WARN, "remote %s: %s: %s; attempt %u of %u, retrying in %llu ms", shown,
+                what, why, attempt, max_attempts, (unsigned long long)delay);
     if (rq->sink && rq->sink->reset)
       rq->sink->reset(rq->sink->ctx);
     /* A connection that failed mid-transfer is not trusted again. */
@@ -563,8 +665,10 @@ int kvik__http_perform(struct kvik__http_req *rq) {
     h = curl_easy_init();
     if (!h)
       return kvik__err(-ENOMEM, "remote %s: %s: cannot create a curl handle", shown, what);
-    sleep_ms(delay);
-    delay = KVIK_MIN(delay * 2, max_delay);
+    if (!again_now) {
+      sleep_ms(delay, rq);
+      delay = KVIK_MIN(delay * 2, max_delay);
+    }
   }
 }
 

@@ -217,6 +217,25 @@ static char *webhdfs_url(const struct kvik__endpoint *ep, const char *op_params)
   return s;
 }
 
+/* The error for an answer whose Content-Length libcurl could not use (rq->content_length < 0):
+ * none sent, a number too large for 64 bits, or not a number. what names the request. */
+static int bad_length(kvik_remote *r, const struct kvik__http_req *rq, const char *what) {
+  const char *v = rq->cl_text;
+  if (!v[0])
+    return kvik__err(KVIK_EHTTP,
+                     "kvik_remote_open %s: the %s answer has no Content-Length; pass opts.size",
+                     r->ep.shown, what);
+  if (strspn(v, "0123456789") == strlen(v))
+    return kvik__err(KVIK_EOVERFLOW,
+                     "kvik_remote_open %s: the %s answer's Content-Length %s is out of range "
+                     "(more than 2^63-1 bytes); pass opts.size",
+                     r->ep.shown, what, v);
+  return kvik__err(KVIK_EHTTP,
+                   "kvik_remote_open %s: the %s answer's Content-Length \"%s\" is not a number; "
+                   "pass opts.size",
+                   r->ep.shown, what, v);
+}
+
 /* Asks the server for the object's size. */
 static int query_size(kvik_remote *r) {
   struct kvik__http_req *rq = kvik__calloc(1, sizeof *rq); /* 4 KiB of body: not on the stack */
@@ -249,10 +268,7 @@ static int query_size(kvik_remote *r) {
       r->size = rq->cr_total;
     } else if (rc == 0) {
       if (rq->content_length < 0) {
-        rc = kvik__err(KVIK_EHTTP,
-                       "kvik_remote_open %s: the server sent no Content-Length; "
-                       "pass opts.size",
-                       r->ep.shown);
+        rc = bad_length(r, rq, "ranged GET");
         break;
       }
       r->size = (uint64_t)rq->content_length;
@@ -277,10 +293,7 @@ static int query_size(kvik_remote *r) {
     rq->what = "size (HEAD)";
     rc = kvik__http_perform(rq);
     if (rc == 0 && rq->content_length < 0)
-      rc = kvik__err(KVIK_EHTTP,
-                     "kvik_remote_open %s: HEAD answer has no Content-Length; "
-                     "pass opts.size",
-                     r->ep.shown);
+      rc = bad_length(r, rq, "HEAD");
     else if (rc == 0)
       r->size = (uint64_t)rq->content_length;
     break;
@@ -303,7 +316,7 @@ int kvik_remote_open(kvik_remote **out, const char *url, const struct kvik_remot
   if ((rc = kvik__http_init()) != 0)
     return rc;
   char shown[600];
-  kvik__redact(url, strlen(url), shown, sizeof shown);
+  kvik__redact_url(url, strlen(url), shown, sizeof shown);
   int type = OPT(o, type);
   unsigned allow = OPT(o, allow);
   if (allow == 0)
@@ -359,7 +372,7 @@ int kvik_remote_open(kvik_remote **out, const char *url, const struct kvik_remot
   }
   /* Show the URL requests really go to (for s3:// that is the endpoint's). */
   char shown2[600];
-  kvik__redact(ep->url, strlen(ep->url), shown2, sizeof shown2);
+  kvik__redact_url(ep->url, strlen(ep->url), shown2, sizeof shown2);
   kvik__free(ep->shown);
   ep->shown = kvik__strdup(shown2);
   if (!ep->shown) {
@@ -494,9 +507,10 @@ static int dev_finish(void *ctx, uint64_t len) {
 
 /* ---- reads -------------------------------------------------------------------------------- */
 
-/* Fetches [off, off+len) into buf with one request (and its retries). Returns len or a negative
- * code with the detail set. */
-static ssize_t read_range(kvik_remote *r, void *buf, size_t len, uint64_t off) {
+/* Fetches [off, off+len) into buf with one request (and its retries). stop (may be NULL): see
+ * kvik__http_req.stop. Returns len or a negative code with the detail set. */
+static ssize_t read_range(kvik_remote *r, void *buf, size_t len, uint64_t off,
+                          const _Atomic int *stop) {
   struct kvik__mem_info mi;
   int rc = kvik__mem_query(buf, len, &mi);
   if (rc)
@@ -532,6 +546,7 @@ static ssize_t read_range(kvik_remote *r, void *buf, size_t len, uint64_t off) {
   rq->sink = &sink;
   rq->off = off;
   rq->len = len;
+  rq->stop = stop;
   if (r->ep.type == KVIK_REMOTE_WEBHDFS) {
     char params[96];
     snprintf(params, sizeof params, "op=OPEN&offset=%llu&length=%llu", (unsigned long long)off,
@@ -586,11 +601,15 @@ ssize_t kvik_remote_read(kvik_remote *r, void *buf, size_t size, int64_t offset)
   int rc = check_read(r, buf, size, offset, "kvik_remote_read");
   if (rc)
     return rc;
-  return read_range(r, buf, size, (uint64_t)offset);
+  return read_range(r, buf, size, (uint64_t)offset, NULL);
 }
 
 /* One parallel read. Each pool item claims ranges from next; the item that finishes the last
- * range completes the future; the last item to leave frees the operation. */
+ * range completes the future; the last item to leave frees the operation. The first range to
+ * fail sets failed: ranges claimed after that are skipped without a request (but still count
+ * as finished), and the ranges in flight see the flag through kvik__http_req.stop and are
+ * aborted, so the operation ends within about one request's time of its first failure instead
+ * of fetching (and retrying) everything else first. */
 struct pread_op {
   kvik_remote *r; /* holds a reference */
   unsigned char *buf;
@@ -601,9 +620,9 @@ struct pread_op {
   _Atomic size_t next;  /* next range to claim */
   _Atomic size_t done;  /* ranges finished */
   _Atomic int items;    /* pool items alive: the operation's reference count */
-  pthread_mutex_t lock; /* guards err, err_off, errmsg */
-  int err;
-  uint64_t err_off;
+  _Atomic int failed;   /* set once, by the first range that fails */
+  pthread_mutex_t lock; /* guards err and errmsg */
+  int err;              /* the first failure's code and message */
   char errmsg[KVIK_ERRMSG_MAX];
 };
 
@@ -624,14 +643,16 @@ static void pread_item(void *arg) {
     size_t start = i * op->task;
     size_t len = KVIK_MIN(op->task, op->size - start);
     uint64_t off = op->off + start;
-    ssize_t n = read_range(op->r, op->buf + start, len, off);
-    if (n < 0) {
+    ssize_t n = 0;
+    if (!atomic_load_explicit(&op->failed, memory_order_acquire))
+      n = read_range(op->r, op->buf + start, len, off, &op->failed);
+    int first = 0;
+    /* Only the first failure counts: the ranges it stops fail with KVIK_ECANCELED after it, and
+     * a range that fails on its own meanwhile is a consequence or a coincidence. */
+    if (n < 0 && atomic_compare_exchange_strong(&op->failed, &first, 1)) {
       pthread_mutex_lock(&op->lock);
-      if (op->err == 0 || off < op->err_off) { /* the first failing byte wins */
-        op->err = (int)n;
-        op->err_off = off;
-        snprintf(op->errmsg, sizeof op->errmsg, "%s", kvik_last_error());
-      }
+      op->err = (int)n;
+      snprintf(op->errmsg, sizeof op->errmsg, "%s", kvik_last_error());
       pthread_mutex_unlock(&op->lock);
     }
     if (atomic_fetch_add_explicit(&op->done, 1, memory_order_acq_rel) + 1 == op->nranges) {
@@ -644,8 +665,9 @@ static void pread_item(void *arg) {
       break;
     }
     /* Go to the back of the queue so that other work on this pool gets its turn; the new item
-     * takes over this one's reference. */
+     * takes over this one's reference. After a failure, stay and skip what is left. */
     if (atomic_load_explicit(&op->next, memory_order_relaxed) < op->nranges &&
+        !atomic_load_explicit(&op->failed, memory_order_relaxed) &&
         kvik__pool_submit(op->pool, pread_item, op) == 0)
       return;
   }

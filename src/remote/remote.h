@@ -55,12 +55,22 @@ char *kvik__s3_encode_key(const char *key, size_t len);
 char *kvik__s3_normalize_path(const char *path, size_t len);
 
 /* Copies in[0..in_len) to out (always NUL-terminated, truncated to len) with secrets replaced by
- * "***": passwords in "scheme://user:password@" userinfo; the values of query parameters that
- * carry signatures, credentials or tokens (X-Amz-Signature, X-Amz-Security-Token,
- * X-Amz-Credential, Signature, sig, token, delegation, ...); and, for text that is an HTTP header
- * line, the value of Authorization, Proxy-Authorization, Cookie, Set-Cookie and
- * X-Amz-Security-Token. Works on URLs, header lines and libcurl's verbose text alike. */
+ * "***". Three rules, each of which only adds to what is hidden:
+ *  - user-info: after every "://", the authority runs to the first / ? # (in free text also to
+ *    a blank); an '@' in it ends the user-info (kvik__url_parse takes the last, libcurl the
+ *    first). The password (after the first ':', up to the last '@') is hidden, and so is
+ *    text before an '@' that precedes every ':' (user-info without a password: a token).
+ *  - parameters: a name from the list in url.c (X-Amz-Signature, X-Amz-Security-Token,
+ *    X-Amz-Credential, Signature, sig, token, access_token, delegation, ...; compared without
+ *    case after percent-decoding) that follows ? & ; # (or, in free text, a blank or the
+ *    start) and is followed by '=' has its value hidden up to the next & or # (or blank).
+ *  - headers (free text only): a line "Authorization: ...", "Proxy-Authorization",
+ *    "Cookie", "Set-Cookie", "X-Amz-Security-Token", "X-Api-Key", ... has its value hidden.
+ * kvik__redact takes free text (libcurl's trace and error text, server messages);
+ * kvik__redact_url takes one URL, whose authority is not cut at blanks (so a URL that the
+ * parser refuses for a blank in its password is still shown without the password). */
 void kvik__redact(const char *in, size_t in_len, char *out, size_t len);
+void kvik__redact_url(const char *in, size_t in_len, char *out, size_t len);
 
 /* Parses a Content-Range value: "bytes FIRST-LAST/TOTAL", "bytes FIRST-LAST/ *" or
  * "bytes * /TOTAL" (no spaces around '/'), with optional surrounding blanks. Returns a mask:
@@ -115,9 +125,15 @@ struct kvik__http_req {
   bool probe;       /* size probe: a 200 answer to a ranged GET ends the transfer early */
   uint64_t off, len;
   const struct kvik__sink *sink; /* 2xx body goes here (NULL: kept in body[], truncated) */
+  /* May be NULL. Once *stop is non-zero the request is given up: the transfer in progress is
+   * aborted (libcurl's progress callback, called at least about once a second), no retry is
+   * started and a backoff wait ends early; the result is then KVIK_ECANCELED. A parallel read
+   * points every range at one flag that its first failure sets. */
+  const _Atomic int *stop;
   /* Outputs. */
   long status;
-  int64_t content_length; /* -1 if not sent */
+  int64_t content_length; /* -1 if not sent or out of range */
+  char cl_text[40];       /* the Content-Length value as sent, blanks trimmed ("" if none) */
   int cr_mask;            /* kvik__parse_content_range() of the final response, 0 if absent */
   uint64_t cr_first, cr_last, cr_total;
   uint64_t received; /* body bytes of the final attempt */
@@ -127,7 +143,8 @@ struct kvik__http_req {
 
 /* Performs the request with retries. Returns 0 (a 2xx answer, body complete and in range), or a
  * negative code with the detail set: KVIK_EHTTP (status named, S3 or WebHDFS error code when
- * the body has one; or a range or length the server got wrong), KVIK_ETIMEDOUT, -ENOMEM. */
+ * the body has one; or a range or length the server got wrong), KVIK_ETIMEDOUT, -ENOMEM,
+ * KVIK_ECANCELED (*rq->stop was set). */
 int kvik__http_perform(struct kvik__http_req *rq);
 
 /* Initialises libcurl once. 0 or KVIK_EUNSUPPORTED/KVIK_EINTERNAL with the detail set. */

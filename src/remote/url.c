@@ -326,7 +326,7 @@ int kvik__remote_infer(const char *url, unsigned allow, bool have_credentials) {
   if (allow == 0)
     allow = ~0u;
   char shown[512];
-  kvik__redact(url, strlen(url), shown, sizeof shown);
+  kvik__redact_url(url, strlen(url), shown, sizeof shown);
   char why[256] = "", first_why[256] = "";
   for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
     int t = order[i];
@@ -389,40 +389,164 @@ char *kvik__s3_normalize_path(const char *path, size_t len) { return s3_encode(p
 
 /* ---- redaction ---------------------------------------------------------------------------- */
 
-static bool secret_param(const char *name, size_t n) {
-  static const char *const names[] = {"x-amz-signature",
-                                      "x-amz-security-token",
-                                      "x-amz-credential",
-                                      "signature",
-                                      "sig",
-                                      "token",
-                                      "delegation",
-                                      "access_token",
-                                      "x-goog-signature",
-                                      "x-goog-credential",
-                                      "awsaccesskeyid",
-                                      "password",
-                                      "secret",
-                                      "sv_sig",
-                                      NULL};
+/* Query and fragment parameters whose values are secrets (compared without regard to case,
+ * after percent-decoding the name). docs/remote.md lists them; keep the two in step. */
+static const char *const secret_params[] = {"x-amz-signature",
+                                            "x-amz-security-token",
+                                            "x-amz-credential",
+                                            "x-goog-signature",
+                                            "x-goog-credential",
+                                            "x-oss-signature",
+                                            "awsaccesskeyid",
+                                            "signature",
+                                            "sig",
+                                            "token",
+                                            "access_token",
+                                            "refresh_token",
+                                            "id_token",
+                                            "session_token",
+                                            "security_token",
+                                            "delegation",
+                                            "password",
+                                            "passwd",
+                                            "pwd",
+                                            "secret",
+                                            "client_secret",
+                                            "api_key",
+                                            "apikey",
+                                            "key",
+                                            "auth",
+                                            NULL};
+
+/* Header lines whose values are secrets. */
+static const char *const secret_headers[] = {"authorization",
+                                             "proxy-authorization",
+                                             "cookie",
+                                             "set-cookie",
+                                             "x-amz-security-token",
+                                             "x-api-key",
+                                             "x-auth-token",
+                                             "x-amz-server-side-encryption-customer-key",
+                                             NULL};
+
+#define NAME_MAX_LEN 48 /* longer than every name above */
+
+/* Whether s[0..n) is one of names, percent-decoded and compared without regard to case. */
+static bool name_in(const char *s, size_t n, const char *const *names) {
+  char name[NAME_MAX_LEN];
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '%' && i + 2 < n && hexval((unsigned char)s[i + 1]) >= 0 &&
+        hexval((unsigned char)s[i + 2]) >= 0) {
+      c = (unsigned char)(hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2]));
+      i += 2;
+    }
+    if (k == sizeof name)
+      return false;
+    name[k++] = (char)tolower(c);
+  }
   for (const char *const *p = names; *p; p++)
-    if (ieq(name, n, *p))
+    if (strlen(*p) == k && memcmp(*p, name, k) == 0)
       return true;
   return false;
 }
 
-static bool secret_header(const char *line, size_t n, size_t *name_len) {
-  static const char *const names[] = {"authorization", "proxy-authorization",  "cookie",
-                                      "set-cookie",    "x-amz-security-token", NULL};
-  const char *colon = memchr(line, ':', n);
-  if (!colon)
-    return false;
-  for (const char *const *p = names; *p; p++)
-    if (ieq(line, (size_t)(colon - line), *p)) {
-      *name_len = (size_t)(colon - line);
-      return true;
+/* The parts of the input to hide, as sorted, disjoint, non-adjacent half-open intervals. Every
+ * rule below adds an interval that starts after the position being scanned, so one pass that
+ * adds intervals and drops the ones behind it sees every interval that covers a byte before
+ * the byte is written. When the list is full, a new interval is merged with a neighbour: that
+ * hides the bytes between them too, which is safe (more hidden, never less). */
+#define SPANS_MAX 16
+struct spans {
+  size_t a[SPANS_MAX], b[SPANS_MAX];
+  int n;
+};
+
+static void span_add(struct spans *s, size_t a, size_t b) {
+  if (a >= b)
+    return;
+  int i = 0;
+  while (i < s->n && s->b[i] < a)
+    i++;
+  int j = i;
+  while (j < s->n && s->a[j] <= b) {
+    a = KVIK_MIN(a, s->a[j]);
+    b = KVIK_MAX(b, s->b[j]);
+    j++;
+  }
+  if (j == i && s->n == SPANS_MAX) { /* full: take the neighbour in, gap and all */
+    if (i > 0) {
+      i--;
+      a = s->a[i];
+    } else {
+      b = s->b[0];
     }
-  return false;
+    j = i + 1;
+  }
+  /* Intervals [i, j) become the one interval [a, b). */
+  int keep = s->n - j, to = i + 1;
+  memmove(s->a + to, s->a + j, (size_t)keep * sizeof s->a[0]);
+  memmove(s->b + to, s->b + j, (size_t)keep * sizeof s->b[0]);
+  s->n = to + keep;
+  s->a[i] = a;
+  s->b[i] = b;
+}
+
+static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* Authority rule, for a "://" ending at s: the authority runs to the first / ? # (a URL's
+ * grammar, the same in kvik__url_parse and libcurl; in free text also to a blank, which no
+ * URL holds), and an '@' in it ends the user-info: kvik__url_parse takes the last '@',
+ * libcurl the first (and then refuses the host). The password, after the user-info's first
+ * ':', is hidden up to the last '@'; text before an '@' that comes before any ':' is user-info
+ * without a password, often a token, and is hidden whole. Taking every '@' (not just the last)
+ * keeps the rule monotone: text appended after the authority can hide more, never less. */
+static void rule_userinfo(const char *in, size_t n, size_t s, bool text, struct spans *sp) {
+  size_t colon = n, at_before = n, at_after = n;
+  for (size_t e = s; e < n && in[e] && in[e] != '/' && in[e] != '?' && in[e] != '#'; e++) {
+    if (text && is_blank(in[e]))
+      break;
+    if (in[e] == ':' && colon == n)
+      colon = e;
+    else if (in[e] == '@')
+      *(colon == n ? &at_before : &at_after) = e;
+  }
+  if (at_before != n)
+    span_add(sp, s, at_before);
+  if (at_after != n)
+    span_add(sp, colon + 1, at_after);
+}
+
+/* Parameter rule, for a name starting at s (after ? & ; #, or a blank in text): a secret name
+ * followed by '=' has its value hidden, up to the next & or # (or blank, in text). */
+static void rule_param(const char *in, size_t n, size_t s, bool text, struct spans *sp) {
+  size_t k = s;
+  while (k < n && k - s < 3 * NAME_MAX_LEN && in[k] && in[k] != '=' && in[k] != '&' &&
+         in[k] != '#' && !(text && is_blank(in[k])))
+    k++;
+  if (k >= n || in[k] != '=' || !name_in(in + s, k - s, secret_params))
+    return;
+  size_t e = ++k;
+  while (e < n && in[e] && in[e] != '&' && in[e] != '#' && !(text && is_blank(in[e])))
+    e++;
+  span_add(sp, k, e);
+}
+
+/* Header rule, for a line starting at s: "Name: value" with a secret name hides the value. */
+static void rule_header(const char *in, size_t n, size_t s, struct spans *sp) {
+  size_t k = s;
+  while (k < n && k - s < NAME_MAX_LEN && in[k] && in[k] != ':' && !is_blank(in[k]))
+    k++;
+  if (k >= n || in[k] != ':' || !name_in(in + s, k - s, secret_headers))
+    return;
+  k++;
+  while (k < n && (in[k] == ' ' || in[k] == '\t'))
+    k++;
+  size_t e = k;
+  while (e < n && in[e] && in[e] != '\r' && in[e] != '\n')
+    e++;
+  span_add(sp, k, e);
 }
 
 /* Appends n bytes to out at *j (bounded by len - 1). */
@@ -431,65 +555,51 @@ static void put(char *out, size_t len, size_t *j, const char *s, size_t n) {
     out[(*j)++] = s[i];
 }
 
-void kvik__redact(const char *in, size_t in_len, char *out, size_t len) {
+/* One pass over the input: at each byte, the rules that start there add what they hide; the
+ * byte is written unless an interval covers it, and each run of hidden bytes becomes "***".
+ * The rules only add: a rule that matches inside what another hides (a "://" in a query, an
+ * "a:b@" after a signature) can never make the other show its part. */
+static void redact(const char *in, size_t n, char *out, size_t len, bool text) {
   if (!out || len == 0)
     return;
   size_t j = 0;
-  if (!in) {
-    out[0] = '\0';
-    return;
-  }
-  size_t hname;
-  if (secret_header(in, in_len, &hname)) {
-    put(out, len, &j, in, hname);
-    put(out, len, &j, ": ***", 5);
-    out[j] = '\0';
-    return;
-  }
-  size_t i = 0;
-  while (i < in_len) {
-    /* "scheme://user:password@host": hide the password. */
-    if (in[i] == ':' && i + 2 < in_len && in[i + 1] == '/' && in[i + 2] == '/') {
-      put(out, len, &j, in + i, 3);
-      i += 3;
-      size_t a = i;
-      size_t stop = a;
-      while (stop < in_len && !strchr("/?# \t\r\n\"'<>", in[stop]))
-        stop++;
-      const char *at = NULL;
-      for (size_t k = a; k < stop; k++)
-        if (in[k] == '@')
-          at = in + k;
-      if (at) {
-        const char *colon = memchr(in + a, ':', (size_t)(at - (in + a)));
-        if (colon) {
-          put(out, len, &j, in + a, (size_t)(colon - (in + a)));
-          put(out, len, &j, ":***", 4);
-          i = (size_t)(at - in);
-        }
-      }
-      continue;
+  struct spans sp = {.n = 0};
+  bool hiding = false;
+  for (size_t i = 0; in && i < n; i++) {
+    char prev = i > 0 ? in[i - 1] : '\0';
+    if (text && (i == 0 || prev == '\n'))
+      rule_header(in, n, i, &sp);
+    if (i == 0 || prev == '?' || prev == '&' || prev == ';' || prev == '#' ||
+        (text && is_blank(prev)))
+      rule_param(in, n, i, text, &sp);
+    if (in[i] == ':' && i + 2 < n && in[i + 1] == '/' && in[i + 2] == '/')
+      rule_userinfo(in, n, i + 3, text, &sp);
+    int drop = 0;
+    while (drop < sp.n && sp.b[drop] <= i)
+      drop++;
+    if (drop) {
+      memmove(sp.a, sp.a + drop, (size_t)(sp.n - drop) * sizeof sp.a[0]);
+      memmove(sp.b, sp.b + drop, (size_t)(sp.n - drop) * sizeof sp.b[0]);
+      sp.n -= drop;
     }
-    /* "?name=value" or "&name=value" with a secret name: hide the value. */
-    if (in[i] == '?' || in[i] == '&') {
+    if (sp.n > 0 && sp.a[0] <= i) {
+      if (!hiding)
+        put(out, len, &j, "***", 3);
+      hiding = true;
+    } else {
+      hiding = false;
       put(out, len, &j, in + i, 1);
-      i++;
-      size_t nstart = i;
-      while (i < in_len && !strchr("=&# \t\r\n\"'<>", in[i]))
-        i++;
-      put(out, len, &j, in + nstart, i - nstart);
-      if (i < in_len && in[i] == '=' && secret_param(in + nstart, i - nstart)) {
-        put(out, len, &j, "=***", 4);
-        i++;
-        while (i < in_len && !strchr("&# \t\r\n\"'<>", in[i]))
-          i++;
-      }
-      continue;
     }
-    put(out, len, &j, in + i, 1);
-    i++;
   }
   out[j] = '\0';
+}
+
+void kvik__redact(const char *in, size_t in_len, char *out, size_t len) {
+  redact(in, in_len, out, len, true);
+}
+
+void kvik__redact_url(const char *in, size_t in_len, char *out, size_t len) {
+  redact(in, in_len, out, len, false);
 }
 
 /* ---- answers ------------------------------------------------------------------------------ */

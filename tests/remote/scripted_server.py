@@ -7,7 +7,7 @@ once it listens. Routes (NAME is a file under --root):
 
   /f/NAME                      a well-behaved server: HEAD, GET, single byte ranges
   /redirect/NAME               302 to /f/NAME
-  /fault/KIND/ID/NAME          misbehaviour KIND, counted per ID (see FAULTS below)
+  /fault/KIND/ID/NAME          misbehaviour KIND, counted per ID (see fault() below)
   /webhdfs/v1/NAME?op=...      GETFILESTATUS; OPEN&offset=&length= answered with a 307 to
                                /datanode/NAME (as a namenode does); --hdfs-user is required
                                in user.name when given
@@ -301,6 +301,31 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if kind in ("slow", "slowalways") and (first or kind == "slowalways"):
             time.sleep(float(q.get("delay", ["3"])[0]))
             return self.serve(data)
+        if kind == "onefails":
+            # The range starting at byte ?at= fails at once (404, not retried); every other
+            # request stalls for ?delay= seconds first.
+            at = q.get("at", ["0"])[0]
+            if self.headers.get("Range", "").startswith("bytes=%s-" % at):
+                return self.s3_error(404, "NoSuchKey", "The specified key does not exist.")
+            time.sleep(float(q.get("delay", ["3"])[0]))
+            return self.serve(data)
+        if kind == "bigheader":
+            # A 300 KB response header (libcurl takes at most 100 KB).
+            self.send_response(200)
+            self.send_header("X-Big", "b" * 300000)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            return
+        if kind == "hugelength":
+            # A Content-Length that no 64-bit number holds.
+            self.send_response(200)
+            self.send_header("Content-Length", "99999999999999999999999")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            return
         if kind == "norange":
             return self.serve(data, honour_range=False)
         if kind == "lenless":

@@ -264,6 +264,127 @@ static void secrets_are_redacted(void **state) {
   kvik_remote_close(r);
 }
 
+/* Asserts that redacting text (as free text, and as a URL when is_url) hides every listed secret
+ * and still shows each listed visible part. */
+static void check_redacted(const char *text, bool is_url, const char *const *secrets,
+                           const char *const *visible) {
+  char out[1024];
+  for (int mode = 0; mode < (is_url ? 2 : 1); mode++) {
+    if (mode == 0)
+      kvik__redact(text, strlen(text), out, sizeof out);
+    else
+      kvik__redact_url(text, strlen(text), out, sizeof out);
+    for (const char *const *s = secrets; *s; s++)
+      if (strstr(out, *s))
+        fail_msg("%s redaction of \"%s\" shows \"%s\": \"%s\"", mode ? "URL" : "text", text, *s,
+                 out);
+    for (const char *const *v = visible; v && *v; v++)
+      if (!strstr(out, *v))
+        fail_msg("%s redaction of \"%s\" lost \"%s\": \"%s\"", mode ? "URL" : "text", text, *v,
+                 out);
+  }
+}
+
+/* The user-info of a URL is what the URL parser and libcurl take for it: everything between
+ * "scheme://" and the last '@' before the first / ? # (RFC 3986 allows ' unencoded there, and
+ * both parsers accept " < > too); and a secret query parameter is hidden wherever it is, even
+ * after a "://" and before an "a:b@" in the same query. */
+static void redaction_follows_the_url_grammar(void **state) {
+  (void)state;
+  static const char *const passwords[] = {
+      "pa'SECRETPW",  "pa\"SECRETPW", "pa<SECRETPW", "pa>SECRETPW",       "'SECRETPW'",
+      "a:b:SECRETPW", "SECRET@PW",    "<SECRETPW>",  "pa'ss\"<SECRETPW>",
+  };
+  for (size_t i = 0; i < sizeof passwords / sizeof passwords[0]; i++) {
+    char url[256];
+    snprintf(url, sizeof url, "http://alice:%s@127.0.0.1:9/dir/f.bin?x=1", passwords[i]);
+    const char *const secrets[] = {"SECRET", "PW", NULL};
+    const char *const visible[] = {"http://alice:***@127.0.0.1:9/dir/f.bin?x=1", NULL};
+    check_redacted(url, true, secrets, visible);
+    /* Inside a longer text, quoted as libcurl and kvik's messages quote URLs. */
+    char text[512];
+    snprintf(text, sizeof text, "Issue another request to this URL: '%s'", url);
+    check_redacted(text, false, secrets, NULL);
+    snprintf(text, sizeof text, "Location: %s", url);
+    check_redacted(text, false, secrets, NULL);
+  }
+  /* A user name alone may be a token (https://TOKEN@host/): hidden too. */
+  const char *const tok[] = {"SECRETTOKEN", NULL};
+  const char *const tok_vis[] = {"https://***@h/f", NULL};
+  check_redacted("https://SECRETTOKEN@h/f", true, tok, tok_vis);
+  /* Found by fuzz_redact: text after a URL that adds a ':' and a later '@' to the authority
+   * must not turn the token into a user name ("TOKEN@h:x@y" read as user-info up to the last
+   * '@' has its first ':' after the token). */
+  check_redacted("remote https://SECRETTOKEN@h:x@y", false, tok, NULL);
+  check_redacted("https://SECRETTOKEN@h:x@y/f", true, tok, NULL);
+  /* A password holding a space is refused by the parser, but the URL is still shown in the
+   * refusal: as a URL, the user-info runs to the last '@' whatever it holds. */
+  char out[512];
+  const char *spaced = "http://alice:pa ss'SECRET@h/f";
+  kvik__redact_url(spaced, strlen(spaced), out, sizeof out);
+  assert_string_equal(out, "http://alice:***@h/f");
+
+  /* Presigned: a "://" earlier in the query and an "a:b@" later do not expose the signature. */
+  const char *const sig[] = {"SIGSECRET", "TOKSECRET", NULL};
+  const char *const sig_vis[] = {"X-Amz-Signature=***", "X-Amz-Algorithm=AWS4-HMAC-SHA256", NULL};
+  check_redacted("https://b.s3.amazonaws.com/k?next=http://x&X-Amz-Algorithm=AWS4-HMAC-SHA256&"
+                 "X-Amz-Signature=SIGSECRET&u=a:b@c",
+                 true, sig, sig_vis);
+  check_redacted("https://h/k?r=https://u:p@x/&X-Amz-Signature=SIGSECRET&X-Amz-Security-Token="
+                 "TOKSECRET#f",
+                 true, sig, NULL);
+  check_redacted("GET /k?next=http://x&X-Amz-Signature=SIGSECRET&u=a:b@c HTTP/1.1", false, sig,
+                 NULL);
+  check_redacted("> GET /k?X-Amz-Security-Token=TOKSECRET&X-Amz-Signature=SIGSECRET HTTP/1.1",
+                 false, sig, NULL);
+  /* Names are compared after percent-decoding and without regard to case; fragments too. */
+  check_redacted("http://h/k?x-amz-signature=SIGSECRET&X%2DAmz%2DSecurity%2DToken=TOKSECRET", true,
+                 sig, NULL);
+  check_redacted("http://h/k#access_token=SIGSECRET&sig=TOKSECRET", true, sig, NULL);
+  /* Secret headers, also on a later line of a multi-line text. */
+  const char *const hdr[] = {"SIGSECRET", "TOKSECRET", "QWxhZGRpbjpvcGVuIHNlc2FtZQ", NULL};
+  check_redacted("HTTP/1.1 200 OK\nx-amz-security-token: TOKSECRET\nX-Api-Key: SIGSECRET", false,
+                 hdr, NULL);
+  check_redacted("Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==", false, hdr, NULL);
+}
+
+/* The same URLs through the handle: kvik_remote_url() and the messages that name the URL. */
+static void handle_and_errors_hide_the_grammar_secrets(void **state) {
+  (void)state;
+  static const char *const urls[] = {
+      "http://alice:pa'SECRETPW@127.0.0.1:9/f.bin",
+      "http://alice:pa\"SECRETPW@127.0.0.1:9/f.bin",
+      "http://alice:<SECRETPW>@127.0.0.1:9/f.bin",
+      "http://127.0.0.1:9/k?next=http://x&X-Amz-Algorithm=A&X-Amz-Signature=SECRETPW&u=a:b@c",
+  };
+  for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+    kvik_remote *r;
+    struct kvik_remote_opts o = {.sz = sizeof o, .size = 10};
+    int rc = kvik_remote_open(&r, urls[i], &o);
+    if (rc == KVIK_EUNSUPPORTED)
+      SKIP_BECAUSE("built without libcurl: %s", kvik_last_error());
+    ASSERT_CODE(rc, 0);
+    if (strstr(kvik_remote_url(r), "SECRETPW"))
+      fail_msg("kvik_remote_url shows the secret: %s", kvik_remote_url(r));
+    ASSERT_CONTAINS(kvik_remote_url(r), "127.0.0.1:9");
+    char buf[16];
+    ASSERT_CODE(kvik_remote_read(r, buf, 11, 0), KVIK_EOVERFLOW);
+    ASSERT_CONTAINS(kvik_last_error(), "127.0.0.1:9");
+    if (strstr(kvik_last_error(), "SECRETPW"))
+      fail_msg("the error shows the secret: %s", kvik_last_error());
+    /* A request that fails (nothing listens on port 9) names the URL too. */
+    ASSERT_CODE(kvik_remote_read(r, buf, 10, 0), KVIK_EHTTP);
+    if (strstr(kvik_last_error(), "SECRETPW"))
+      fail_msg("the error shows the secret: %s", kvik_last_error());
+    kvik_remote_close(r);
+  }
+  /* A URL the parser refuses is still shown without its password. */
+  ASSERT_CODE(kvik_remote_infer_type("http://alice:pa ss'SECRETPW@h/f", 0), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), "alice:***@h/f");
+  if (strstr(kvik_last_error(), "SECRETPW"))
+    fail_msg("the error shows the secret: %s", kvik_last_error());
+}
+
 static void content_range_parser(void **state) {
   (void)state;
   uint64_t f = 0, l = 0, t = 0;
@@ -444,6 +565,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(s3_keys_are_encoded_as_aws_requires),
       cmocka_unit_test(open_builds_the_request_url),
       cmocka_unit_test(secrets_are_redacted),
+      cmocka_unit_test(redaction_follows_the_url_grammar),
+      cmocka_unit_test(handle_and_errors_hide_the_grammar_secrets),
       cmocka_unit_test(content_range_parser),
       cmocka_unit_test(fuzz_parsers),
       cmocka_unit_test(zero_size_and_bounds_make_no_request),
