@@ -236,7 +236,15 @@ struct kvik_io_opts {
 
 /** Reads size bytes at offset into buf, blocking, on the calling thread. Loops over short
  *  transfers and EINTR. Returns the bytes read (short only at end of file), or a negative code.
- *  buf may be host or (with CUDA) device memory. */
+ *  buf may be host or (with CUDA) device memory.
+ *
+ *  A host buffer the CPU cannot use over [buf, buf + size) (read-only for a read, shorter than
+ *  size, a hole) gives -EFAULT on every path (buffered, O_DIRECT, bounce buffer), never a
+ *  crash; the message names the file offset of the first bad byte. A write checks its whole
+ *  source first and writes nothing from a bad one (a parallel write: per task, so other tasks
+ *  may have written their ranges). Not detected: a file mapping past the end of its file
+ *  (SIGBUS on access); before Linux 6.11, a page inside the buffer whose permissions differ
+ *  from both ends (unmapped pages are seen everywhere). */
 KVIK_API ssize_t kvik_file_read(kvik_file *f, void *buf, size_t size, int64_t offset);
 /** Writes size bytes from buf at offset, blocking. Returns size or a negative code. */
 KVIK_API ssize_t kvik_file_write(kvik_file *f, const void *buf, size_t size, int64_t offset);
