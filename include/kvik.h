@@ -212,13 +212,19 @@ struct kvik_file_info {
  *  ("a", "a+") are refused with KVIK_EINVAL: positioned writes cannot honour O_APPEND; open
  *  with "r+" and write at kvik_file_size() instead. The descriptors are O_CLOEXEC. mode is
  *  used when the file is created. compat: see kvik_compat. *out is set only on success; the
- *  caller owns it and frees it with kvik_file_close(). */
+ *  caller owns it and frees it with kvik_file_close().
+ *
+ *  kvik serves regular files and block devices. A directory gives -EISDIR; a FIFO, a socket
+ *  or a character device gives KVIK_EUNSUPPORTED at once, without being opened (the open of a
+ *  FIFO would wait for its other end), with the path and the type in the message.
+ */
 KVIK_API int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t mode,
                             kvik_compat compat);
 /** Closes the descriptors and frees the handle. NULL is fine. Returns 0 or the first close
  *  error (the handle is freed regardless). */
 KVIK_API int kvik_file_close(kvik_file *f);
-/** Current size in bytes (kept correct after writes through the handle), or a negative code. */
+/** Current size in bytes (kept correct after writes through the handle), or a negative code.
+ *  For a block device, the device's size. */
 KVIK_API int64_t kvik_file_size(kvik_file *f);
 /** Fills info (info->sz must be set). */
 KVIK_API int kvik_file_info(kvik_file *f, struct kvik_file_info *info);
@@ -273,7 +279,8 @@ KVIK_API void kvik_bounce_trim(void);
 /* ------------------------------------------------------------------------------------------
  * Page cache helpers.
  * ------------------------------------------------------------------------------------------ */
-/** Drops the page cache of a whole file (posix_fadvise DONTNEED after fdatasync). */
+/** Drops the page cache of a whole file (posix_fadvise DONTNEED after fdatasync): a regular
+ *  file or a block device; others are refused as kvik_file_open refuses them, without waiting. */
 KVIK_API int kvik_drop_file_cache(const char *path);
 
 /* ------------------------------------------------------------------------------------------
@@ -286,7 +293,8 @@ struct kvik_path_info {
   unsigned dev_major, dev_minor;
   int direct_io;             /* 1 if O_DIRECT opens and reads here, 0 if refused            */
 };
-/** Describes the filesystem and device holding path (a file or directory). */
+/** Describes the filesystem and device holding path (a regular file, block device or
+ *  directory; a FIFO, socket or character device gives KVIK_EUNSUPPORTED, at once). */
 KVIK_API int kvik_path_info(const char *path, struct kvik_path_info *info);
 
 /* ------------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -587,6 +589,101 @@ static void bad_buffers(void **state) {
     fail_msg("%d of %d bad-buffer cases failed (listed above)", failed, cases);
 }
 
+/* ---- files kvik cannot serve ----------------------------------------------------------------- */
+
+/* A FIFO, a socket and a character device: every call that takes a path refuses them with
+ * KVIK_EUNSUPPORTED, naming the path and the type, at once (the open of a FIFO used to wait for
+ * its other end forever). In a child with an alarm, so a hang fails the test. */
+static int special_path_child(const char *path, const char *type) {
+  static const char *flags[] = {"r", "r+", "w", "w+"};
+  static const kvik_compat compats[] = {KVIK_COMPAT_ON, KVIK_COMPAT_DEFAULT};
+  for (int dio = 0; dio < 2; dio++) {
+    if (kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_READ, (uint64_t)dio) ||
+        kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_WRITE, (uint64_t)dio))
+      CHILD_FAIL("kvik_config_set_u64");
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+      for (size_t c = 0; c < 2; c++) {
+        kvik_file *f = NULL;
+        int rc = kvik_file_open(&f, path, flags[i], 0644, compats[c]);
+        if (rc != KVIK_EUNSUPPORTED || f)
+          CHILD_FAIL("kvik_file_open(%s, \"%s\") = %d (%s), expected KVIK_EUNSUPPORTED", path,
+                     flags[i], rc, kvik_strerror_name(rc));
+        if (!strstr(kvik_last_error(), path) || !strstr(kvik_last_error(), type))
+          CHILD_FAIL("kvik_file_open message does not name %s and \"%s\"", path, type);
+      }
+    }
+  }
+  int rc = kvik_drop_file_cache(path);
+  if (rc != KVIK_EUNSUPPORTED || !strstr(kvik_last_error(), path) ||
+      !strstr(kvik_last_error(), type))
+    CHILD_FAIL("kvik_drop_file_cache(%s) = %d (%s), expected KVIK_EUNSUPPORTED naming \"%s\"", path,
+               rc, kvik_strerror_name(rc), type);
+  struct kvik_path_info pi = {.sz = sizeof pi};
+  rc = kvik_path_info(path, &pi);
+  if (rc != KVIK_EUNSUPPORTED || !strstr(kvik_last_error(), path) ||
+      !strstr(kvik_last_error(), type))
+    CHILD_FAIL("kvik_path_info(%s) = %d (%s), expected KVIK_EUNSUPPORTED naming \"%s\"", path, rc,
+               kvik_strerror_name(rc), type);
+  return 0;
+}
+
+static void run_special(const char *path, const char *type) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0)
+    fail_msg("fork: %s", strerror(errno));
+  if (pid == 0) {
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    alarm(30); /* a call that blocks ends the child with SIGALRM */
+    _exit(special_path_child(path, type));
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid)
+    fail_msg("waitpid: %s", strerror(errno));
+  if (WIFSIGNALED(status))
+    fail_msg("%s (%s): the child was killed by signal %d (%s)%s", path, type, WTERMSIG(status),
+             strsignal(WTERMSIG(status)),
+             WTERMSIG(status) == SIGALRM ? ": a call blocked for 30 s" : "");
+  if (WEXITSTATUS(status) != 0)
+    fail_msg("%s (%s): failed (see above)", path, type);
+}
+
+static void special_files(void **state) {
+  (void)state;
+  char *fifo = t_join(g_dir, "fifo");
+  unlink(fifo);
+  assert_int_equal(mkfifo(fifo, 0644), 0);
+  run_special(fifo, "FIFO");
+  /* Nothing was written into it, and it is still a FIFO. */
+  struct stat st;
+  assert_int_equal(stat(fifo, &st), 0);
+  assert_true(S_ISFIFO(st.st_mode));
+  unlink(fifo);
+  free(fifo);
+
+  char *sock = t_join(g_dir, "sock");
+  unlink(sock);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(s >= 0);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(sock) >= sizeof addr.sun_path) {
+    printf("# special_files: %s is too long for a socket address; the socket case is skipped\n",
+           sock);
+  } else {
+    memcpy(addr.sun_path, sock, strlen(sock) + 1);
+    assert_int_equal(bind(s, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(s, 1), 0);
+    run_special(sock, "socket");
+  }
+  close(s);
+  unlink(sock);
+  free(sock);
+
+  run_special("/dev/null", "character device");
+  file_unchanged();
+}
+
 int main(int argc, char **argv) {
   t_select(argc, argv);
   const struct CMUnitTest tests[] = {
@@ -598,6 +695,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup(config_error_at_open, fresh_file),
       cmocka_unit_test_setup(not_a_handle, fresh_file),
       cmocka_unit_test(bad_buffers),
+      cmocka_unit_test_setup(special_files, fresh_file),
   };
   return cmocka_run_group_tests_name("bad_input", tests, group_setup, group_teardown);
 }

@@ -33,7 +33,9 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <linux/loop.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
@@ -583,6 +585,65 @@ static void misc_drop_file_cache(void **state) {
   free(path);
 }
 
+/* A block device is served like a regular file: its size, reads and writes at offsets, the
+ * page cache dropped, the path described. A loop device over a file here; needs root. */
+static void misc_block_device(void **state) {
+  (void)state;
+  if (geteuid() != 0)
+    SKIP_BECAUSE("not root: cannot attach a loop device");
+  int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+  if (ctl < 0)
+    SKIP_BECAUSE("/dev/loop-control: %s", strerror(errno));
+  char *backing = t_join(g_dir, "loop-backing");
+  size_t n = 2 * MiB;
+  uint64_t seed = ++g_seed;
+  t_write_pattern_file(backing, n, seed);
+  int bfd = open(backing, O_RDWR | O_CLOEXEC);
+  assert_true(bfd >= 0);
+  int num = -1, lfd = -1;
+  char dev[64] = "";
+  /* A free device can be taken by someone else before LOOP_SET_FD: try a few. */
+  for (int tries = 0; tries < 5 && lfd < 0; tries++) {
+    num = ioctl(ctl, LOOP_CTL_GET_FREE);
+    if (num < 0)
+      break;
+    snprintf(dev, sizeof dev, "/dev/loop%d", num);
+    lfd = open(dev, O_RDWR | O_CLOEXEC);
+    if (lfd >= 0 && ioctl(lfd, LOOP_SET_FD, bfd) != 0) {
+      close(lfd);
+      lfd = -1;
+    }
+  }
+  close(ctl);
+  close(bfd);
+  if (lfd < 0) {
+    free(backing);
+    SKIP_BECAUSE("cannot attach a loop device: %s", strerror(errno));
+  }
+  /* Detached when its last descriptor closes, so a failing assertion leaves nothing behind. */
+  struct loop_info64 li = {.lo_flags = LO_FLAGS_AUTOCLEAR};
+  ioctl(lfd, LOOP_SET_STATUS64, &li);
+  printf("# misc_block_device: %s over %s\n", dev, backing);
+  kvik_file *f = NULL;
+  ASSERT_CODE(kvik_file_open(&f, dev, "r+", 0, KVIK_COMPAT_ON), 0);
+  ASSERT_CODE(kvik_file_size(f), n);
+  uint8_t *buf = t_alloc_aligned(n + 4096);
+  ASSERT_CODE(kvik_file_read(f, buf + 1, n - 100, 100), n - 100);
+  ASSERT_PATTERN(buf + 1, n - 100, 100, seed, "read from the block device");
+  t_pat_fill(buf, 8192, 4096, seed + 1);
+  ASSERT_CODE(kvik_file_write(f, buf, 8192, 4096), 8192);
+  ASSERT_CODE(kvik_file_read(f, buf + 8192, 8192, 4096), 8192);
+  ASSERT_PATTERN(buf + 8192, 8192, 4096, seed + 1, "written to the block device, read back");
+  ASSERT_CODE(kvik_file_close(f), 0);
+  ASSERT_CODE(kvik_drop_file_cache(dev), 0);
+  struct kvik_path_info pi = {.sz = sizeof pi};
+  ASSERT_CODE(kvik_path_info(dev, &pi), 0);
+  ioctl(lfd, LOOP_CLR_FD, 0);
+  close(lfd);
+  free(buf);
+  free(backing);
+}
+
 static void misc_path_info(void **state) {
   (void)state;
   struct kvik_path_info pi;
@@ -690,6 +751,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(misc_per_block_device_pools),
       cmocka_unit_test(misc_drop_file_cache),
       cmocka_unit_test(misc_path_info),
+      cmocka_unit_test(misc_block_device),
   };
   return cmocka_run_group_tests_name("io_grid", tests, group_setup, group_teardown);
 }
