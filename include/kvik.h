@@ -217,7 +217,12 @@ struct kvik_file_info {
  *  kvik serves regular files and block devices. A directory gives -EISDIR; a FIFO, a socket
  *  or a character device gives KVIK_EUNSUPPORTED at once, without being opened (the open of a
  *  FIFO would wait for its other end), with the path and the type in the message.
- */
+ *
+ *  Where direct I/O is wanted (KVIKIO_AUTO_DIRECT_IO_READ/_WRITE) the handle opens a second,
+ *  O_DIRECT descriptor. A filesystem that refuses O_DIRECT (EINVAL) is used buffered, silently
+ *  (kvik_file_info says direct_read/direct_write 0); any other failure of that open, such as
+ *  running out of descriptors (-EMFILE, -ENFILE) or memory, fails kvik_file_open with its code
+ *  and a message saying the O_DIRECT descriptor could not be opened. */
 KVIK_API int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t mode,
                             kvik_compat compat);
 /** Closes the descriptors and frees the handle. NULL is fine. Returns 0 or the first close

@@ -277,22 +277,31 @@ int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t 
     rc = kvik__err(-errno, "kvik_file_open %s: fcntl: %s", path, kvik__errno_text(errno));
     goto fail_close;
   }
-  if ((rc = choose_path(f)) != 0)
-    goto fail_close;
-
-  /* A second descriptor with O_DIRECT where direct I/O is wanted; a filesystem that refuses it
-   * (tmpfs before Linux 6.6, some FUSE mounts) is used buffered, silently. O_NONBLOCK as above
-   * (no effect on a regular file). */
+  /* A second descriptor with O_DIRECT where direct I/O is wanted. A filesystem that refuses
+   * it (EINVAL: tmpfs before Linux 6.6, some FUSE mounts) is used buffered, silently, as kvikio
+   * does; kvik_file_info then says direct I/O is off. Any other failure (out of descriptors or
+   * memory, the file gone) fails the open: it says nothing about the filesystem, and turning
+   * direct I/O off for it would change the file's I/O path without a word. O_NONBLOCK as
+   * above (no effect on a regular file). */
   f->fds.direct_read = rd && kvik__cfg_u64(KVIK_CFG_AUTO_DIRECT_IO_READ);
   f->fds.overread = kvik__cfg_u64(KVIK_CFG_AUTO_DIRECT_IO_READ_OVERREAD);
   f->fds.direct_write = wr && kvik__cfg_u64(KVIK_CFG_AUTO_DIRECT_IO_WRITE);
   if ((f->fds.direct_read || f->fds.direct_write) && S_ISREG(st.st_mode)) {
     int dflags = (oflags & ~(O_CREAT | O_TRUNC | O_EXCL)) | O_DIRECT | O_NONBLOCK | O_CLOEXEC;
     f->fds.fd_direct = kvik__sys.open(path, dflags, 0);
-    if (f->fds.fd_direct < 0)
+    if (f->fds.fd_direct < 0) {
+      int e = errno;
+      if (e != EINVAL && e != EOPNOTSUPP) {
+        rc = kvik__err(-e, "kvik_file_open %s: the O_DIRECT descriptor could not be opened: %s",
+                       path, kvik__errno_text(e));
+        goto fail_close;
+      }
       kvik__log(KVIK_LOG_DEBUG, "%s: O_DIRECT refused (%s), using buffered I/O", path,
-                kvik__errno_text(errno));
+                kvik__errno_text(e));
+    }
   }
+  if ((rc = choose_path(f)) != 0)
+    goto fail_close;
   choose_pool(f);
   f->magic = KVIK_MAGIC_FILE;
   *out = f;
@@ -300,6 +309,8 @@ int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t 
   return 0;
 
 fail_close:
+  if (f->fds.fd_direct >= 0)
+    kvik__sys.close(f->fds.fd_direct);
   kvik__sys.close(f->fds.fd);
 fail_free:
   pthread_mutex_destroy(&f->decide_lock);

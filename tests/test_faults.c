@@ -572,6 +572,57 @@ static void bad_buffers_fallback(void **state) {
   free(path);
 }
 
+/* Out of descriptors (or memory) for the O_DIRECT descriptor: the open fails with that code and
+ * says so, rather than serving the file buffered without a word; nothing leaks. A filesystem
+ * that refuses O_DIRECT (EINVAL) is still used buffered (direct_refused_at_open). */
+static _Atomic int g_direct_open_errno;
+static int hook_open_direct_fails(const char *path, int flags, mode_t mode) {
+  int e = atomic_load(&g_direct_open_errno);
+  if (e && (flags & O_DIRECT) && strstr(path, "kvik-test-"))
+    return errno = e, -1;
+  return open(path, flags, mode);
+}
+
+static void direct_descriptor_exhausted(void **state) {
+  (void)state;
+  char *path = make_file("no-fd-for-direct", 3 * 4096, 12);
+  int fds = count_fds();
+  static const int errs[] = {EMFILE, ENFILE, ENOMEM};
+  static const char *const flags[] = {"r", "r+"};
+  for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+    for (size_t k = 0; k < 2; k++) {
+      for (int dio_read = 0; dio_read < 2; dio_read++) {
+        ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_READ, (uint64_t)dio_read), 0);
+        ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_WRITE, 1), 0);
+        /* "r" without direct reads wants no O_DIRECT descriptor: the open works. */
+        bool wants_direct = dio_read || flags[k][1] == '+';
+        T_CONTEXT("%s on the O_DIRECT open, \"%s\", direct reads %d", strerrordesc_np(errs[i]),
+                  flags[k], dio_read);
+        atomic_store(&g_direct_open_errno, errs[i]);
+        kvik__sys.open = hook_open_direct_fails;
+        kvik_file *f = NULL;
+        int rc = kvik_file_open(&f, path, flags[k], 0, KVIK_COMPAT_ON);
+        kvik__sys_reset();
+        if (!wants_direct) {
+          ASSERT_CODE(rc, 0);
+          ASSERT_CODE(kvik_file_close(f), 0);
+          continue;
+        }
+        ASSERT_CODE(rc, -errs[i]);
+        assert_null(f);
+        ASSERT_CONTAINS(kvik_last_error(), path);
+        ASSERT_CONTAINS(kvik_last_error(), "O_DIRECT descriptor");
+        ASSERT_CONTAINS(kvik_last_error(), strerrordesc_np(errs[i]));
+        ASSERT_CODE(count_fds(), fds);
+      }
+    }
+  }
+  atomic_store(&g_direct_open_errno, 0);
+  t_context[0] = 0;
+  ASSERT_FILE_PATTERN(path, 3 * 4096, 12);
+  free(path);
+}
+
 /* ---- which descriptor serves which part ------------------------------------------------- */
 
 static _Atomic long g_direct_calls, g_buffered_calls;
@@ -967,6 +1018,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(enospc_real_tmpfs, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(direct_refused_at_open, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(direct_refused_at_io, setup_test, teardown_test),
+      cmocka_unit_test_setup_teardown(direct_descriptor_exhausted, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(direct_io_split, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(task_size_setting_takes_effect, setup_test, teardown_test),
       cmocka_unit_test_setup_teardown(open_close_fstat_failures, setup_test, teardown_test),
