@@ -103,7 +103,7 @@ enum kvik_cfg {
   KVIK_CFG_NTHREADS,                 /* KVIKIO_NTHREADS (alias KVIKIO_NUM_THREADS)          */
   KVIK_CFG_TASK_SIZE,                /* KVIKIO_TASK_SIZE, bytes                             */
   KVIK_CFG_GDS_THRESHOLD,            /* KVIKIO_GDS_THRESHOLD, bytes                         */
-  KVIK_CFG_BOUNCE_BUFFER_SIZE,       /* KVIKIO_BOUNCE_BUFFER_SIZE, bytes                    */
+  KVIK_CFG_BOUNCE_BUFFER_SIZE,       /* KVIKIO_BOUNCE_BUFFER_SIZE, bytes >= 1, page-rounded */
   KVIK_CFG_AUTO_DIRECT_IO_READ,      /* KVIKIO_AUTO_DIRECT_IO_READ, 0/1                     */
   KVIK_CFG_AUTO_DIRECT_IO_READ_OVERREAD, /* KVIKIO_AUTO_DIRECT_IO_READ_OVERREAD, 0/1       */
   KVIK_CFG_AUTO_DIRECT_IO_WRITE,     /* KVIKIO_AUTO_DIRECT_IO_WRITE, 0/1                    */

@@ -79,6 +79,7 @@ struct grid_case {
   kvik_pool *pool;
   unsigned threads;
   size_t task;
+  size_t bounce; /* KVIKIO_BOUNCE_BUFFER_SIZE; 0: the default, 16 MiB */
 };
 
 static int group_setup(void **state) {
@@ -164,10 +165,13 @@ static ssize_t do_read(const struct grid_case *c, kvik_file *f, void *buf, size_
 static void run_case(const struct grid_case *c, const char *path) {
   uint64_t seed = ++g_seed;
   T_CONTEXT("%s size=%zu off=%llu align=%zu dio_read=%d dio_write=%d overread=%d threads=%u "
-            "task=%zu seed=%llu",
+            "task=%zu bounce=%zu seed=%llu",
             c->api == SYNC ? "sync" : "future", c->size, (unsigned long long)c->off, c->align,
-            c->dio_r, c->dio_w, c->overread, c->threads, c->task, (unsigned long long)seed);
+            c->dio_r, c->dio_w, c->overread, c->threads, c->task, c->bounce,
+            (unsigned long long)seed);
   set_dio_overread(c->dio_r, c->dio_w, c->overread);
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_BOUNCE_BUFFER_SIZE, c->bounce ? c->bounce : 16 * MiB),
+              0);
   kvik_file *f = NULL;
   ASSERT_CODE(kvik_file_open(&f, path, "w+", 0644, KVIK_COMPAT_DEFAULT), 0);
   check_info(f, c->dio_r, c->dio_w, g_dio_fs, 1, 1);
@@ -263,6 +267,49 @@ static void parallel_grid(int ti) {
     }
   printf("# parallel grid, %u threads: %d cases%s\n", thread_counts[ti], cases_run,
          full_grid ? " (full)" : "");
+  free(path);
+}
+
+/* Bounce buffers of kvikio's test sizes, 1, 10, 100 and 1000 bytes (kvik rounds each up to a
+ * page), and one page plus one byte (two pages): direct reads and writes of unaligned buffers
+ * go through them, and overread takes the unaligned head and tail through them. Sync and
+ * futures (4 threads, tasks of 4096 and 1 MiB), sizes 4097 and 1 MiB - 1 at every offset and
+ * alignment, 4 MiB + 13 (a thousand one-page pieces) once per bounce size and API. */
+static void bounce_grid(void **state) {
+  (void)state;
+  static const size_t bounces[] = {1, 10, 100, 1000, 4097};
+  static const size_t bsizes[] = {4097, 1 * MiB - 1, 4 * MiB + 13};
+  char *path = t_join(g_dir, "bounce-grid");
+  cases_run = 0;
+  for (size_t b = 0; b < sizeof bounces / sizeof bounces[0]; b++)
+    for (int api = 0; api < 2; api++)
+      for (size_t si = 0; si < sizeof bsizes / sizeof bsizes[0]; si++)
+        for (int oi = 0; oi < NOFFS; oi++)
+          for (int ai = 0; ai < 2; ai++) {
+            bool big = bsizes[si] > 1 * MiB;
+            if (big && (oi != (int)(b + (size_t)api) % NOFFS || ai != api) && !full_grid)
+              continue;
+            /* (direct read, direct write, overread): (1,1,0), (1,0,1), (0,1,0), rotating. */
+            int d = (oi + ai + (int)b) % 3;
+            struct grid_case c = {.api = api ? FUTURE : SYNC,
+                                  .size = bsizes[si],
+                                  .off = offsets[oi],
+                                  .align = aligns[ai],
+                                  .dio_r = d != 2,
+                                  .dio_w = d != 1,
+                                  .overread = d == 1,
+                                  .bounce = bounces[b]};
+            if (api) {
+              c.pool = g_pools[2];
+              c.threads = thread_counts[2];
+              c.task = si % 2 ? 4096 : 1 * MiB;
+            }
+            run_case(&c, path);
+            cases_run++;
+          }
+  printf("# bounce grid: %d cases%s\n", cases_run, full_grid ? " (full)" : "");
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_BOUNCE_BUFFER_SIZE, 16 * MiB), 0);
+  set_dio(0, 0);
   free(path);
 }
 
@@ -741,6 +788,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(parallel_t3),
       cmocka_unit_test(parallel_t4),
       cmocka_unit_test(parallel_t16),
+      cmocka_unit_test(bounce_grid),
       cmocka_unit_test(misc_parallel_defaults),
       cmocka_unit_test(misc_overread),
       cmocka_unit_test(misc_random_order_writes),

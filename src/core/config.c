@@ -36,8 +36,11 @@ static const struct setting table[KVIK_CFG_COUNT] = {
                             1024 * GIB, NULL},
     [KVIK_CFG_GDS_THRESHOLD] = {"KVIKIO_GDS_THRESHOLD", NULL, KVIK_CFG_TYPE_SIZE, 16 * KIB, 0,
                                 1024 * GIB, NULL},
+    /* Any positive size, as kvikio takes (its own tests use 1, 10, 100 and 1000 bytes). The
+     * value is reported as set; the buffers are rounded up to whole pages (src/pool/bounce.c),
+     * which O_DIRECT needs. */
     [KVIK_CFG_BOUNCE_BUFFER_SIZE] = {"KVIKIO_BOUNCE_BUFFER_SIZE", NULL, KVIK_CFG_TYPE_SIZE,
-                                     16 * MIB, 4 * KIB, 4 * GIB, NULL},
+                                     16 * MIB, 1, 4 * GIB, NULL},
     [KVIK_CFG_AUTO_DIRECT_IO_READ] = {"KVIKIO_AUTO_DIRECT_IO_READ", NULL, KVIK_CFG_TYPE_BOOL, 0,
                                       0, 1, NULL},
     [KVIK_CFG_AUTO_DIRECT_IO_READ_OVERREAD] = {"KVIKIO_AUTO_DIRECT_IO_READ_OVERREAD", NULL,
