@@ -277,6 +277,16 @@ static int parse_value(int key, const char *text, uint64_t *num, int *codes_out,
   return 0;
 }
 
+int kvik__config_parse(enum kvik_cfg key, const char *text, uint64_t *num) {
+  if (!valid_key((int)key) || !text || !num)
+    return kvik__err(KVIK_EINVAL, "kvik__config_parse: %s",
+                     !valid_key((int)key) ? "unknown key" : "text or num is NULL");
+  int tmp[MAX_CODES];
+  size_t ntmp = 0;
+  *num = 0;
+  return parse_value((int)key, text, num, tmp, &ntmp, KVIK_ECONFIG, table[key].env);
+}
+
 /* Reads the environment into the table. Called with lock held. */
 static int load_locked(void) {
   for (int k = 0; k < KVIK_CFG_COUNT; k++) {
