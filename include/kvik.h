@@ -103,7 +103,7 @@ enum kvik_cfg {
   KVIK_CFG_NTHREADS,                 /* KVIKIO_NTHREADS (alias KVIKIO_NUM_THREADS)          */
   KVIK_CFG_TASK_SIZE,                /* KVIKIO_TASK_SIZE, bytes                             */
   KVIK_CFG_GDS_THRESHOLD,            /* KVIKIO_GDS_THRESHOLD, bytes                         */
-  KVIK_CFG_BOUNCE_BUFFER_SIZE,       /* KVIKIO_BOUNCE_BUFFER_SIZE, bytes                    */
+  KVIK_CFG_BOUNCE_BUFFER_SIZE,       /* KVIKIO_BOUNCE_BUFFER_SIZE, bytes >= 1, page-rounded */
   KVIK_CFG_AUTO_DIRECT_IO_READ,      /* KVIKIO_AUTO_DIRECT_IO_READ, 0/1                     */
   KVIK_CFG_AUTO_DIRECT_IO_READ_OVERREAD, /* KVIKIO_AUTO_DIRECT_IO_READ_OVERREAD, 0/1       */
   KVIK_CFG_AUTO_DIRECT_IO_WRITE,     /* KVIKIO_AUTO_DIRECT_IO_WRITE, 0/1                    */
@@ -217,13 +217,24 @@ struct kvik_file_info {
  *  ("a", "a+") are refused with KVIK_EINVAL: positioned writes cannot honour O_APPEND; open
  *  with "r+" and write at kvik_file_size() instead. The descriptors are O_CLOEXEC. mode is
  *  used when the file is created. compat: see kvik_compat. *out is set only on success; the
- *  caller owns it and frees it with kvik_file_close(). */
+ *  caller owns it and frees it with kvik_file_close().
+ *
+ *  kvik serves regular files and block devices. A directory gives -EISDIR; a FIFO, a socket
+ *  or a character device gives KVIK_EUNSUPPORTED at once, without being opened (the open of a
+ *  FIFO would wait for its other end), with the path and the type in the message.
+ *
+ *  Where direct I/O is wanted (KVIKIO_AUTO_DIRECT_IO_READ/_WRITE) the handle opens a second,
+ *  O_DIRECT descriptor. A filesystem that refuses O_DIRECT (EINVAL) is used buffered, silently
+ *  (kvik_file_info says direct_read/direct_write 0); any other failure of that open, such as
+ *  running out of descriptors (-EMFILE, -ENFILE) or memory, fails kvik_file_open with its code
+ *  and a message saying the O_DIRECT descriptor could not be opened. */
 KVIK_API int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t mode,
                             kvik_compat compat);
 /** Closes the descriptors and frees the handle. NULL is fine. Returns 0 or the first close
  *  error (the handle is freed regardless). */
 KVIK_API int kvik_file_close(kvik_file *f);
-/** Current size in bytes (kept correct after writes through the handle), or a negative code. */
+/** Current size in bytes (kept correct after writes through the handle), or a negative code.
+ *  For a block device, the device's size. */
 KVIK_API int64_t kvik_file_size(kvik_file *f);
 /** Fills info (info->sz must be set). */
 KVIK_API int kvik_file_info(kvik_file *f, struct kvik_file_info *info);
@@ -241,7 +252,15 @@ struct kvik_io_opts {
 
 /** Reads size bytes at offset into buf, blocking, on the calling thread. Loops over short
  *  transfers and EINTR. Returns the bytes read (short only at end of file), or a negative code.
- *  buf may be host or (with CUDA) device memory. */
+ *  buf may be host or (with CUDA) device memory.
+ *
+ *  A host buffer the CPU cannot use over [buf, buf + size) (read-only for a read, shorter than
+ *  size, a hole) gives -EFAULT on every path (buffered, O_DIRECT, bounce buffer), never a
+ *  crash; the message names the file offset of the first bad byte. A write checks its whole
+ *  source first and writes nothing from a bad one (a parallel write: per task, so other tasks
+ *  may have written their ranges). Not detected: a file mapping past the end of its file
+ *  (SIGBUS on access); before Linux 6.11, a page inside the buffer whose permissions differ
+ *  from both ends (unmapped pages are seen everywhere). */
 KVIK_API ssize_t kvik_file_read(kvik_file *f, void *buf, size_t size, int64_t offset);
 /** Writes size bytes from buf at offset, blocking. Returns size or a negative code. */
 KVIK_API ssize_t kvik_file_write(kvik_file *f, const void *buf, size_t size, int64_t offset);
@@ -273,7 +292,8 @@ KVIK_API void kvik_bounce_trim(void);
 /* ------------------------------------------------------------------------------------------
  * Page cache helpers.
  * ------------------------------------------------------------------------------------------ */
-/** Drops the page cache of a whole file (posix_fadvise DONTNEED after fdatasync). */
+/** Drops the page cache of a whole file (posix_fadvise DONTNEED after fdatasync): a regular
+ *  file or a block device; others are refused as kvik_file_open refuses them, without waiting. */
 KVIK_API int kvik_drop_file_cache(const char *path);
 
 /* ------------------------------------------------------------------------------------------
@@ -286,7 +306,8 @@ struct kvik_path_info {
   unsigned dev_major, dev_minor;
   int direct_io;             /* 1 if O_DIRECT opens and reads here, 0 if refused            */
 };
-/** Describes the filesystem and device holding path (a file or directory). */
+/** Describes the filesystem and device holding path (a regular file, block device or
+ *  directory; a FIFO, socket or character device gives KVIK_EUNSUPPORTED, at once). */
 KVIK_API int kvik_path_info(const char *path, struct kvik_path_info *info);
 
 /* ------------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <linux/fs.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -259,35 +261,55 @@ int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t 
       compat == KVIK_COMPAT_DEFAULT ? (int)kvik__cfg_u64(KVIK_CFG_COMPAT_MODE) : (int)compat;
   f->fds.path = f->path;
   f->fds.fd_direct = -1;
-  f->fds.fd = kvik__sys.open(path, oflags | O_CLOEXEC, mode);
+  /* What kvik cannot serve is refused before it is opened: the open of a FIFO waits for its
+   * other end, and opening a device can have effects of its own. O_NONBLOCK keeps the open from
+   * blocking should the path change between the stat and the open; the type is checked again
+   * on the descriptor, and O_NONBLOCK cleared (it means nothing for the files kvik serves, but
+   * the descriptor is the caller's to use too, through kvik_file_fd). */
+  struct stat st;
+  if (stat(path, &st) == 0 && (rc = kvik__servable("kvik_file_open", path, st.st_mode)) != 0)
+    goto fail_free;
+  f->fds.fd = kvik__sys.open(path, oflags | O_NONBLOCK | O_CLOEXEC, mode);
   if (f->fds.fd < 0) {
     rc = kvik__err(-errno, "kvik_file_open %s (\"%s\"): %s", path, flags, kvik__errno_text(errno));
     goto fail_free;
   }
-  struct stat st;
   if (kvik__sys.fstat(f->fds.fd, &st) != 0) {
     rc = kvik__err(-errno, "kvik_file_open %s: fstat: %s", path, kvik__errno_text(errno));
     goto fail_close;
   }
-  if (S_ISDIR(st.st_mode)) {
-    rc = kvik__err(-EISDIR, "kvik_file_open %s: is a directory", path);
+  if ((rc = kvik__servable("kvik_file_open", path, st.st_mode)) != 0)
+    goto fail_close;
+  int fl = fcntl(f->fds.fd, F_GETFL);
+  if (fl < 0 || fcntl(f->fds.fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    rc = kvik__err(-errno, "kvik_file_open %s: fcntl: %s", path, kvik__errno_text(errno));
     goto fail_close;
   }
-  if ((rc = choose_path(f)) != 0)
-    goto fail_close;
-
-  /* A second descriptor with O_DIRECT where direct I/O is wanted; a filesystem that refuses it
-   * (tmpfs before Linux 6.6, some FUSE mounts) is used buffered, silently. */
+  /* A second descriptor with O_DIRECT where direct I/O is wanted. A filesystem that refuses
+   * it (EINVAL: tmpfs before Linux 6.6, some FUSE mounts) is used buffered, silently, as kvikio
+   * does; kvik_file_info then says direct I/O is off. Any other failure (out of descriptors or
+   * memory, the file gone) fails the open: it says nothing about the filesystem, and turning
+   * direct I/O off for it would change the file's I/O path without a word. O_NONBLOCK as
+   * above (no effect on a regular file). */
   f->fds.direct_read = rd && kvik__cfg_u64(KVIK_CFG_AUTO_DIRECT_IO_READ);
   f->fds.overread = kvik__cfg_u64(KVIK_CFG_AUTO_DIRECT_IO_READ_OVERREAD);
   f->fds.direct_write = wr && kvik__cfg_u64(KVIK_CFG_AUTO_DIRECT_IO_WRITE);
   if ((f->fds.direct_read || f->fds.direct_write) && S_ISREG(st.st_mode)) {
-    int dflags = (oflags & ~(O_CREAT | O_TRUNC | O_EXCL)) | O_DIRECT | O_CLOEXEC;
+    int dflags = (oflags & ~(O_CREAT | O_TRUNC | O_EXCL)) | O_DIRECT | O_NONBLOCK | O_CLOEXEC;
     f->fds.fd_direct = kvik__sys.open(path, dflags, 0);
-    if (f->fds.fd_direct < 0)
+    if (f->fds.fd_direct < 0) {
+      int e = errno;
+      if (e != EINVAL && e != EOPNOTSUPP) {
+        rc = kvik__err(-e, "kvik_file_open %s: the O_DIRECT descriptor could not be opened: %s",
+                       path, kvik__errno_text(e));
+        goto fail_close;
+      }
       kvik__log(KVIK_LOG_DEBUG, "%s: O_DIRECT refused (%s), using buffered I/O", path,
-                kvik__errno_text(errno));
+                kvik__errno_text(e));
+    }
   }
+  if ((rc = choose_path(f)) != 0)
+    goto fail_close;
   choose_pool(f);
   f->magic = KVIK_MAGIC_FILE;
   *out = f;
@@ -295,6 +317,8 @@ int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t 
   return 0;
 
 fail_close:
+  if (f->fds.fd_direct >= 0)
+    kvik__sys.close(f->fds.fd_direct);
   kvik__sys.close(f->fds.fd);
 fail_free:
   pthread_mutex_destroy(&f->decide_lock);
@@ -331,6 +355,13 @@ int64_t kvik_file_size(kvik_file *f) {
   struct stat st;
   if (kvik__sys.fstat(f->fds.fd, &st) != 0)
     return kvik__err(-errno, "kvik_file_size %s: fstat: %s", f->path, kvik__errno_text(errno));
+  if (S_ISBLK(st.st_mode)) { /* st_size is 0 for a block device: ask the device */
+    uint64_t bytes = 0;
+    if (ioctl(f->fds.fd, BLKGETSIZE64, &bytes) != 0)
+      return kvik__err(-errno, "kvik_file_size %s: BLKGETSIZE64: %s", f->path,
+                       kvik__errno_text(errno));
+    return (int64_t)bytes;
+  }
   return (int64_t)st.st_size;
 }
 
@@ -542,10 +573,23 @@ int kvik_file_pwrite(kvik_file *f, const void *buf, size_t size, int64_t offset,
 int kvik_drop_file_cache(const char *path) {
   if (!path)
     return kvik__err(KVIK_EINVAL, "kvik_drop_file_cache: path is NULL");
-  int fd = kvik__sys.open(path, O_RDONLY | O_CLOEXEC, 0);
+  /* Special files are refused before they are opened (a FIFO's open waits for a writer), and
+   * once more on the descriptor, opened with O_NONBLOCK, should the path change in between. */
+  struct stat st;
+  int rc = 0;
+  if (stat(path, &st) == 0 && (rc = kvik__servable("kvik_drop_file_cache", path, st.st_mode)))
+    return rc;
+  int fd = kvik__sys.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
   if (fd < 0)
     return kvik__err(-errno, "kvik_drop_file_cache %s: %s", path, kvik__errno_text(errno));
-  int rc = 0;
+  if (kvik__sys.fstat(fd, &st) != 0)
+    rc = kvik__err(-errno, "kvik_drop_file_cache %s: fstat: %s", path, kvik__errno_text(errno));
+  else
+    rc = kvik__servable("kvik_drop_file_cache", path, st.st_mode);
+  if (rc) {
+    kvik__sys.close(fd);
+    return rc;
+  }
   /* Dirty pages cannot be dropped: write them back first. */
   if (kvik__sys.fdatasync(fd) != 0 && errno != EINVAL)
     rc = kvik__err(-errno, "kvik_drop_file_cache %s: fdatasync: %s", path, kvik__errno_text(errno));

@@ -1,14 +1,21 @@
 /* Bad input: NULL pointers, unknown flags, a missing file, the wrong mode, negative offsets,
  * offset + size overflow, a configuration error at open, and pointers that are not kvik
- * handles. Each gets its documented code (and message), and the file on disk is unchanged
- * afterwards. Public API only. */
+ * handles, buffers the kernel would refuse (read-only targets, buffers shorter than the size).
+ * Each gets its documented code (and message), and the file on disk is unchanged afterwards.
+ * Public API only. */
 #include "common.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define DATA_SIZE ((size_t)20000)
@@ -320,6 +327,363 @@ static void not_a_handle(void **state) {
   file_unchanged();
 }
 
+/* ---- buffers the kernel would refuse ------------------------------------------------------- */
+
+/* A read into memory that is read-only, or any I/O with a buffer shorter than size, returns
+ * -EFAULT on every path (buffered, O_DIRECT straight from the buffer, O_DIRECT through a bounce
+ * buffer, overread of the unaligned head and tail), with the path and the file offset of the
+ * first bad byte; it never kills the process, and a write changes nothing. Each case runs in a
+ * child process, so a crash fails the case with its signal instead of ending the run. */
+
+struct io_route {
+  const char *name;
+  int direct_read, overread, direct_write;
+};
+
+static const struct io_route routes[] = {
+    {"buffered", 0, 0, 0},
+    {"O_DIRECT read", 1, 0, 0},
+    {"O_DIRECT read with overread", 1, 1, 0},
+    {"O_DIRECT write", 0, 0, 1},
+};
+
+enum bad_kind {
+  BAD_READ_ONLY,  /* the whole buffer is read-only (a read target)                    */
+  BAD_SHORT,      /* the buffer ends (unmapped page) before size                      */
+  BAD_HOLE,       /* an unmapped page inside the buffer                                */
+  BAD_PROT_NONE,  /* a PROT_NONE page inside the buffer (both ends accessible)         */
+  GOOD_READ_ONLY, /* a read-only source for a write: must work                         */
+};
+
+struct bad_case {
+  const struct io_route *route;
+  enum bad_kind kind;
+  bool write;
+  int mode;        /* 0: sync, 1: parallel, one task; 2: parallel, 4 KiB tasks      */
+  size_t misalign; /* bytes from the page start of the mapping to the buffer          */
+  int64_t off;     /* file offset                                                      */
+  size_t size;
+};
+
+static const char *g_bad_dir; /* on a filesystem that takes O_DIRECT, when there is one */
+
+#define BAD_PAGES 6
+#define BAD_FILE_SIZE ((size_t)32768) /* past every case's range: no case reads the end of file */
+#define CHILD_FAIL(...)                                                                            \
+  do {                                                                                             \
+    printf("  case failed: ");                                                                     \
+    printf(__VA_ARGS__);                                                                           \
+    printf("\n  kvik_last_error(): %s\n", kvik_last_error());                                      \
+    fflush(stdout);                                                                                \
+    return 1;                                                                                      \
+  } while (0)
+
+/* The body of one case, in the child. Returns 0 if every check held. */
+static int bad_buffer_child(const struct bad_case *c, const char *path) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  if (kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_READ, (uint64_t)c->route->direct_read) ||
+      kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_READ_OVERREAD, (uint64_t)c->route->overread) ||
+      kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_WRITE, (uint64_t)c->route->direct_write))
+    CHILD_FAIL("kvik_config_set_u64");
+  uint8_t *map =
+      mmap(NULL, BAD_PAGES * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (map == MAP_FAILED)
+    CHILD_FAIL("mmap: %s", strerror(errno));
+  uint8_t *buf = map + c->misalign;
+  /* Write sources carry another seed's pattern, so any byte written would change the file. */
+  if (c->write)
+    t_pat_fill(buf, BAD_PAGES * page - c->misalign, (uint64_t)c->off,
+               c->kind == GOOD_READ_ONLY ? SEED : SEED + 1);
+  else
+    memset(buf, 0x5A, BAD_PAGES * page - c->misalign);
+  size_t bad = c->size; /* buffer index of the first byte the kernel would refuse */
+  switch (c->kind) {
+  case BAD_READ_ONLY:
+  case GOOD_READ_ONLY:
+    if (mprotect(map, BAD_PAGES * page, PROT_READ) != 0)
+      CHILD_FAIL("mprotect: %s", strerror(errno));
+    bad = c->kind == BAD_READ_ONLY ? 0 : c->size;
+    break;
+  case BAD_SHORT:
+    /* The mapping ends one page early; size runs into the unmapped page. */
+    munmap(map + (BAD_PAGES - 1) * page, page);
+    bad = (BAD_PAGES - 1) * page - c->misalign;
+    break;
+  case BAD_HOLE:
+    munmap(map + 3 * page, page);
+    bad = 3 * page - c->misalign;
+    break;
+  case BAD_PROT_NONE:
+    mprotect(map + 3 * page, page, PROT_NONE);
+    bad = 3 * page - c->misalign;
+    break;
+  }
+  if (bad > c->size)
+    bad = c->size;
+
+  kvik_file *f = NULL;
+  if (kvik_file_open(&f, path, c->write ? "r+" : "r", 0, KVIK_COMPAT_ON) != 0)
+    CHILD_FAIL("kvik_file_open");
+  struct kvik_file_info info = {.sz = sizeof info};
+  if (kvik_file_info(f, &info) != 0)
+    CHILD_FAIL("kvik_file_info");
+  if (g_bad_dir && (info.direct_read != (c->route->direct_read && !c->write) ||
+                    info.direct_write != (c->route->direct_write && c->write)))
+    CHILD_FAIL("direct_read %d, direct_write %d: not the route asked for", info.direct_read,
+               info.direct_write);
+  kvik_pool *pool = NULL;
+  long long rc;
+  if (c->mode == 0) {
+    rc = c->write ? kvik_file_write(f, buf, c->size, c->off)
+                  : kvik_file_read(f, buf, c->size, c->off);
+  } else {
+    /* A pool made in this process: the child is not to depend on the parent's pool. */
+    if (kvik_pool_create(&pool, 3) != 0)
+      CHILD_FAIL("kvik_pool_create");
+    struct kvik_io_opts o = {
+        .sz = sizeof o, .task_size = c->mode == 1 ? c->size : page, .pool = pool};
+    kvik_future *fut = NULL;
+    rc = c->write ? kvik_file_pwrite(f, buf, c->size, c->off, &o, &fut)
+                  : kvik_file_pread(f, buf, c->size, c->off, &o, &fut);
+    if (rc == 0)
+      rc = kvik_future_wait(fut);
+  }
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", kvik_last_error());
+  if (c->kind == GOOD_READ_ONLY) {
+    if (rc != (long long)c->size)
+      CHILD_FAIL("returned %lld (%s), expected %zu", rc, kvik_strerror_name((int)rc), c->size);
+  } else {
+    if (rc != -EFAULT)
+      CHILD_FAIL("returned %lld (%s), expected -EFAULT", rc, kvik_strerror_name((int)rc));
+    if (!strstr(msg, path))
+      CHILD_FAIL("message \"%s\" does not name the file", msg);
+    /* The offset reported is the first byte not transferred: the first bad byte, except for
+     * parallel tasks, whose failing task reports its own first bad byte too. */
+    char want[64];
+    snprintf(want, sizeof want, "offset %lld", (long long)c->off + (long long)bad);
+    if (!strstr(msg, want))
+      CHILD_FAIL("message \"%s\" does not say \"%s\"", msg, want);
+    if (!strstr(msg, "Bad address"))
+      CHILD_FAIL("message \"%s\" does not say why (Bad address)", msg);
+  }
+  if (kvik_file_close(f) != 0)
+    CHILD_FAIL("kvik_file_close");
+  kvik_pool_destroy(pool);
+  /* A write from a bad buffer writes nothing (a parallel write's other tasks may have written
+   * their ranges; their source was readable). */
+  if (!c->write || c->mode != 2) {
+    uint8_t *disk = malloc(BAD_FILE_SIZE + 1);
+    if (!disk || t_read_file(path, disk, BAD_FILE_SIZE + 1, 0) != (long long)BAD_FILE_SIZE)
+      CHILD_FAIL("reading %s back: not %zu bytes", path, BAD_FILE_SIZE);
+    long long at = t_pat_find_mismatch(disk, BAD_FILE_SIZE, 0, SEED);
+    free(disk);
+    if (at >= 0)
+      CHILD_FAIL("the file changed at offset %lld", at);
+  }
+  /* A read-only target is left alone (the kernel would have refused any store). */
+  if (!c->write && c->kind == BAD_READ_ONLY && t_find_not(buf, c->size, 0x5A) >= 0)
+    CHILD_FAIL("the read-only buffer changed");
+  return 0;
+}
+
+/* Runs the case in a child. Returns false (with the case and why printed) if the child died of a
+ * signal or a check failed. */
+static bool run_bad_case(const struct bad_case *c, const char *path) {
+  char what[256];
+  snprintf(what, sizeof what, "%s %s, %s buffer, %s, misaligned by %zu, %zu bytes at %lld",
+           c->route->name, c->write ? "write" : "read",
+           (const char *[]){"read-only", "short", "holed", "PROT_NONE-holed",
+                            "read-only (good)"}[c->kind],
+           (const char *[]){"sync", "parallel (one task)", "parallel (page tasks)"}[c->mode],
+           c->misalign, c->size, (long long)c->off);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0)
+    fail_msg("fork: %s", strerror(errno));
+  if (pid == 0) {
+    /* cmocka catches these to fail a test in-process; here they are to end the child. */
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    signal(SIGILL, SIG_DFL);
+    signal(SIGFPE, SIG_DFL);
+    alarm(60); /* a hang fails the case too */
+    _exit(bad_buffer_child(c, path));
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid)
+    fail_msg("waitpid: %s", strerror(errno));
+  bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (WIFSIGNALED(status))
+    printf("FAIL %s: the process was killed by signal %d (%s)\n", what, WTERMSIG(status),
+           strsignal(WTERMSIG(status)));
+  else if (!ok)
+    printf("FAIL %s (see above)\n", what);
+  fflush(stdout);
+  /* The next case starts from the pattern (a parallel write's good tasks changed the file). */
+  t_write_pattern_file(path, BAD_FILE_SIZE, SEED);
+  return ok;
+}
+
+/* 1 if this kernel answers PROCMAP_QUERY (Linux 6.11): kvik then checks the permissions of every
+ * mapping a buffer spans; before it, only its ends (and that every page is mapped). */
+static bool kernel_has_procmap_query(void) {
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  uint64_t q[13] = {104, 0, (uint64_t)(uintptr_t)&fd}; /* struct procmap_query: size, flags, addr */
+  bool ok = ioctl(fd, 0xC0686611UL, q) == 0;
+  close(fd);
+  return ok;
+}
+
+static void bad_buffers(void **state) {
+  (void)state;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  g_bad_dir = t_direct_io_base(NULL);
+  char *dir = t_mkdtemp(g_bad_dir);
+  assert_non_null(dir);
+  char *path = t_join(dir, "bad-buffer");
+  t_write_pattern_file(path, BAD_FILE_SIZE, SEED);
+  if (!g_bad_dir)
+    printf("# bad_buffers: no filesystem here takes O_DIRECT; the O_DIRECT routes run buffered\n");
+  bool exact = kernel_has_procmap_query();
+  if (!exact)
+    printf("# bad_buffers: no PROCMAP_QUERY (Linux < 6.11): the PROT_NONE-hole cases are skipped; "
+           "kvik checks the ends of a buffer and that its pages are mapped\n");
+  static const size_t misaligns[] = {0, 1, 1000};
+  static const int64_t offsets[] = {0, 100};
+  int cases = 0, failed = 0;
+  for (size_t r = 0; r < sizeof routes / sizeof routes[0]; r++) {
+    for (int write = 0; write < 2; write++) {
+      /* Reads take each read route and the plain buffered one; writes the write routes. */
+      if (write ? routes[r].direct_read : routes[r].direct_write)
+        continue;
+      for (int kind = BAD_READ_ONLY; kind <= GOOD_READ_ONLY; kind++) {
+        if ((kind == BAD_READ_ONLY && write) || (kind == GOOD_READ_ONLY && !write) ||
+            (kind == BAD_PROT_NONE && !exact))
+          continue;
+        for (size_t m = 0; m < sizeof misaligns / sizeof misaligns[0]; m++) {
+          for (size_t o = 0; o < sizeof offsets / sizeof offsets[0]; o++) {
+            for (int mode = 0; mode < 3; mode++) {
+              struct bad_case c = {.route = &routes[r],
+                                   .kind = (enum bad_kind)kind,
+                                   .write = write,
+                                   .mode = mode,
+                                   .misalign = misaligns[m],
+                                   .off = offsets[o],
+                                   .size = BAD_PAGES * page - misaligns[m] - 7};
+              failed += !run_bad_case(&c, path);
+              cases++;
+            }
+          }
+        }
+      }
+    }
+  }
+  printf("# bad_buffers: %d cases, each in its own process; %d failed\n", cases, failed);
+  ASSERT_FILE_PATTERN(path, BAD_FILE_SIZE, SEED);
+  free(path);
+  t_rmtree(dir);
+  if (failed)
+    fail_msg("%d of %d bad-buffer cases failed (listed above)", failed, cases);
+}
+
+/* ---- files kvik cannot serve ----------------------------------------------------------------- */
+
+/* A FIFO, a socket and a character device: every call that takes a path refuses them with
+ * KVIK_EUNSUPPORTED, naming the path and the type, at once (the open of a FIFO used to wait for
+ * its other end forever). In a child with an alarm, so a hang fails the test. */
+static int special_path_child(const char *path, const char *type) {
+  static const char *flags[] = {"r", "r+", "w", "w+"};
+  static const kvik_compat compats[] = {KVIK_COMPAT_ON, KVIK_COMPAT_DEFAULT};
+  for (int dio = 0; dio < 2; dio++) {
+    if (kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_READ, (uint64_t)dio) ||
+        kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_WRITE, (uint64_t)dio))
+      CHILD_FAIL("kvik_config_set_u64");
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+      for (size_t c = 0; c < 2; c++) {
+        kvik_file *f = NULL;
+        int rc = kvik_file_open(&f, path, flags[i], 0644, compats[c]);
+        if (rc != KVIK_EUNSUPPORTED || f)
+          CHILD_FAIL("kvik_file_open(%s, \"%s\") = %d (%s), expected KVIK_EUNSUPPORTED", path,
+                     flags[i], rc, kvik_strerror_name(rc));
+        if (!strstr(kvik_last_error(), path) || !strstr(kvik_last_error(), type))
+          CHILD_FAIL("kvik_file_open message does not name %s and \"%s\"", path, type);
+      }
+    }
+  }
+  int rc = kvik_drop_file_cache(path);
+  if (rc != KVIK_EUNSUPPORTED || !strstr(kvik_last_error(), path) ||
+      !strstr(kvik_last_error(), type))
+    CHILD_FAIL("kvik_drop_file_cache(%s) = %d (%s), expected KVIK_EUNSUPPORTED naming \"%s\"", path,
+               rc, kvik_strerror_name(rc), type);
+  struct kvik_path_info pi = {.sz = sizeof pi};
+  rc = kvik_path_info(path, &pi);
+  if (rc != KVIK_EUNSUPPORTED || !strstr(kvik_last_error(), path) ||
+      !strstr(kvik_last_error(), type))
+    CHILD_FAIL("kvik_path_info(%s) = %d (%s), expected KVIK_EUNSUPPORTED naming \"%s\"", path, rc,
+               kvik_strerror_name(rc), type);
+  return 0;
+}
+
+static void run_special(const char *path, const char *type) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0)
+    fail_msg("fork: %s", strerror(errno));
+  if (pid == 0) {
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    alarm(30); /* a call that blocks ends the child with SIGALRM */
+    _exit(special_path_child(path, type));
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid)
+    fail_msg("waitpid: %s", strerror(errno));
+  if (WIFSIGNALED(status))
+    fail_msg("%s (%s): the child was killed by signal %d (%s)%s", path, type, WTERMSIG(status),
+             strsignal(WTERMSIG(status)),
+             WTERMSIG(status) == SIGALRM ? ": a call blocked for 30 s" : "");
+  if (WEXITSTATUS(status) != 0)
+    fail_msg("%s (%s): failed (see above)", path, type);
+}
+
+static void special_files(void **state) {
+  (void)state;
+  char *fifo = t_join(g_dir, "fifo");
+  unlink(fifo);
+  assert_int_equal(mkfifo(fifo, 0644), 0);
+  run_special(fifo, "FIFO");
+  /* Nothing was written into it, and it is still a FIFO. */
+  struct stat st;
+  assert_int_equal(stat(fifo, &st), 0);
+  assert_true(S_ISFIFO(st.st_mode));
+  unlink(fifo);
+  free(fifo);
+
+  char *sock = t_join(g_dir, "sock");
+  unlink(sock);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(s >= 0);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(sock) >= sizeof addr.sun_path) {
+    printf("# special_files: %s is too long for a socket address; the socket case is skipped\n",
+           sock);
+  } else {
+    memcpy(addr.sun_path, sock, strlen(sock) + 1);
+    assert_int_equal(bind(s, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(s, 1), 0);
+    run_special(sock, "socket");
+  }
+  close(s);
+  unlink(sock);
+  free(sock);
+
+  run_special("/dev/null", "character device");
+  file_unchanged();
+}
+
 int main(int argc, char **argv) {
   t_select(argc, argv);
   const struct CMUnitTest tests[] = {
@@ -330,6 +694,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup(negative_and_overflowing_offsets, fresh_file),
       cmocka_unit_test_setup(config_error_at_open, fresh_file),
       cmocka_unit_test_setup(not_a_handle, fresh_file),
+      cmocka_unit_test(bad_buffers),
+      cmocka_unit_test_setup(special_files, fresh_file),
   };
   return cmocka_run_group_tests_name("bad_input", tests, group_setup, group_teardown);
 }

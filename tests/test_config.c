@@ -465,6 +465,40 @@ static void size_values(void **state) {
   env_bad("KVIKIO_BOUNCE_BUFFER_SIZE", "0");
 }
 
+/* KVIKIO_BOUNCE_BUFFER_SIZE takes every positive size kvikio takes (its tests use 1, 10, 100
+ * and 1000 bytes), from the environment and the setters alike, and reports it as set; the
+ * buffers themselves are rounded up to pages (test_io_grid bounce_grid runs I/O with them). */
+static void bounce_sizes_like_kvikio(void **state) {
+  (void)state;
+  static const char *const texts[] = {"1", "10", "100", "1000", "4095", "1K"};
+  static const uint64_t values[] = {1, 10, 100, 1000, 4095, 1024};
+  for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+    env_ok("KVIKIO_BOUNCE_BUFFER_SIZE", texts[i]);
+    ASSERT_U64(KVIK_CFG_BOUNCE_BUFFER_SIZE, values[i]);
+    char got[32];
+    ASSERT_CODE(kvik_config_get_str(KVIK_CFG_BOUNCE_BUFFER_SIZE, got, sizeof got) > 0, 1);
+    char want[32];
+    snprintf(want, sizeof want, "%" PRIu64, values[i]);
+    assert_string_equal(got, want);
+    ASSERT_SOURCE(KVIK_CFG_BOUNCE_BUFFER_SIZE, KVIK_CFG_SRC_ENV);
+  }
+  unsetenv("KVIKIO_BOUNCE_BUFFER_SIZE");
+  ASSERT_CODE(kvik_config_reload(), 0);
+  for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+    ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_BOUNCE_BUFFER_SIZE, values[i]), 0);
+    ASSERT_U64(KVIK_CFG_BOUNCE_BUFFER_SIZE, values[i]);
+    ASSERT_CODE(kvik_config_set_str(KVIK_CFG_BOUNCE_BUFFER_SIZE, texts[i]), 0);
+    ASSERT_U64(KVIK_CFG_BOUNCE_BUFFER_SIZE, values[i]);
+  }
+  uint64_t lo, hi;
+  ASSERT_CODE(kvik_config_bounds(KVIK_CFG_BOUNCE_BUFFER_SIZE, &lo, &hi), 0);
+  ASSERT_CODE(lo, 1);
+  /* 0 stays refused, as in kvikio. */
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_BOUNCE_BUFFER_SIZE, 0), KVIK_EINVAL);
+  env_bad("KVIKIO_BOUNCE_BUFFER_SIZE", "0");
+  ASSERT_CODE(kvik_config_reload(), 0);
+}
+
 static void http_values(void **state) {
   (void)state;
   char buf[128];
@@ -739,6 +773,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(bool_values, setup, teardown),
       cmocka_unit_test_setup_teardown(nthreads_and_alias, setup, teardown),
       cmocka_unit_test_setup_teardown(size_values, setup, teardown),
+      cmocka_unit_test_setup_teardown(bounce_sizes_like_kvikio, setup, teardown),
       cmocka_unit_test_setup_teardown(http_values, setup, teardown),
       cmocka_unit_test_setup_teardown(log_values, setup, teardown),
       cmocka_unit_test_setup_teardown(log_sink, setup, teardown),

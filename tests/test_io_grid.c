@@ -33,7 +33,9 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <linux/loop.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
@@ -77,6 +79,7 @@ struct grid_case {
   kvik_pool *pool;
   unsigned threads;
   size_t task;
+  size_t bounce; /* KVIKIO_BOUNCE_BUFFER_SIZE; 0: the default, 16 MiB */
 };
 
 static int group_setup(void **state) {
@@ -162,10 +165,13 @@ static ssize_t do_read(const struct grid_case *c, kvik_file *f, void *buf, size_
 static void run_case(const struct grid_case *c, const char *path) {
   uint64_t seed = ++g_seed;
   T_CONTEXT("%s size=%zu off=%llu align=%zu dio_read=%d dio_write=%d overread=%d threads=%u "
-            "task=%zu seed=%llu",
+            "task=%zu bounce=%zu seed=%llu",
             c->api == SYNC ? "sync" : "future", c->size, (unsigned long long)c->off, c->align,
-            c->dio_r, c->dio_w, c->overread, c->threads, c->task, (unsigned long long)seed);
+            c->dio_r, c->dio_w, c->overread, c->threads, c->task, c->bounce,
+            (unsigned long long)seed);
   set_dio_overread(c->dio_r, c->dio_w, c->overread);
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_BOUNCE_BUFFER_SIZE, c->bounce ? c->bounce : 16 * MiB),
+              0);
   kvik_file *f = NULL;
   ASSERT_CODE(kvik_file_open(&f, path, "w+", 0644, KVIK_COMPAT_DEFAULT), 0);
   check_info(f, c->dio_r, c->dio_w, g_dio_fs, 1, 1);
@@ -261,6 +267,49 @@ static void parallel_grid(int ti) {
     }
   printf("# parallel grid, %u threads: %d cases%s\n", thread_counts[ti], cases_run,
          full_grid ? " (full)" : "");
+  free(path);
+}
+
+/* Bounce buffers of kvikio's test sizes, 1, 10, 100 and 1000 bytes (kvik rounds each up to a
+ * page), and one page plus one byte (two pages): direct reads and writes of unaligned buffers
+ * go through them, and overread takes the unaligned head and tail through them. Sync and
+ * futures (4 threads, tasks of 4096 and 1 MiB), sizes 4097 and 1 MiB - 1 at every offset and
+ * alignment, 4 MiB + 13 (a thousand one-page pieces) once per bounce size and API. */
+static void bounce_grid(void **state) {
+  (void)state;
+  static const size_t bounces[] = {1, 10, 100, 1000, 4097};
+  static const size_t bsizes[] = {4097, 1 * MiB - 1, 4 * MiB + 13};
+  char *path = t_join(g_dir, "bounce-grid");
+  cases_run = 0;
+  for (size_t b = 0; b < sizeof bounces / sizeof bounces[0]; b++)
+    for (int api = 0; api < 2; api++)
+      for (size_t si = 0; si < sizeof bsizes / sizeof bsizes[0]; si++)
+        for (int oi = 0; oi < NOFFS; oi++)
+          for (int ai = 0; ai < 2; ai++) {
+            bool big = bsizes[si] > 1 * MiB;
+            if (big && (oi != (int)(b + (size_t)api) % NOFFS || ai != api) && !full_grid)
+              continue;
+            /* (direct read, direct write, overread): (1,1,0), (1,0,1), (0,1,0), rotating. */
+            int d = (oi + ai + (int)b) % 3;
+            struct grid_case c = {.api = api ? FUTURE : SYNC,
+                                  .size = bsizes[si],
+                                  .off = offsets[oi],
+                                  .align = aligns[ai],
+                                  .dio_r = d != 2,
+                                  .dio_w = d != 1,
+                                  .overread = d == 1,
+                                  .bounce = bounces[b]};
+            if (api) {
+              c.pool = g_pools[2];
+              c.threads = thread_counts[2];
+              c.task = si % 2 ? 4096 : 1 * MiB;
+            }
+            run_case(&c, path);
+            cases_run++;
+          }
+  printf("# bounce grid: %d cases%s\n", cases_run, full_grid ? " (full)" : "");
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_BOUNCE_BUFFER_SIZE, 16 * MiB), 0);
+  set_dio(0, 0);
   free(path);
 }
 
@@ -583,6 +632,65 @@ static void misc_drop_file_cache(void **state) {
   free(path);
 }
 
+/* A block device is served like a regular file: its size, reads and writes at offsets, the
+ * page cache dropped, the path described. A loop device over a file here; needs root. */
+static void misc_block_device(void **state) {
+  (void)state;
+  if (geteuid() != 0)
+    SKIP_BECAUSE("not root: cannot attach a loop device");
+  int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+  if (ctl < 0)
+    SKIP_BECAUSE("/dev/loop-control: %s", strerror(errno));
+  char *backing = t_join(g_dir, "loop-backing");
+  size_t n = 2 * MiB;
+  uint64_t seed = ++g_seed;
+  t_write_pattern_file(backing, n, seed);
+  int bfd = open(backing, O_RDWR | O_CLOEXEC);
+  assert_true(bfd >= 0);
+  int num = -1, lfd = -1;
+  char dev[64] = "";
+  /* A free device can be taken by someone else before LOOP_SET_FD: try a few. */
+  for (int tries = 0; tries < 5 && lfd < 0; tries++) {
+    num = ioctl(ctl, LOOP_CTL_GET_FREE);
+    if (num < 0)
+      break;
+    snprintf(dev, sizeof dev, "/dev/loop%d", num);
+    lfd = open(dev, O_RDWR | O_CLOEXEC);
+    if (lfd >= 0 && ioctl(lfd, LOOP_SET_FD, bfd) != 0) {
+      close(lfd);
+      lfd = -1;
+    }
+  }
+  close(ctl);
+  close(bfd);
+  if (lfd < 0) {
+    free(backing);
+    SKIP_BECAUSE("cannot attach a loop device: %s", strerror(errno));
+  }
+  /* Detached when its last descriptor closes, so a failing assertion leaves nothing behind. */
+  struct loop_info64 li = {.lo_flags = LO_FLAGS_AUTOCLEAR};
+  ioctl(lfd, LOOP_SET_STATUS64, &li);
+  printf("# misc_block_device: %s over %s\n", dev, backing);
+  kvik_file *f = NULL;
+  ASSERT_CODE(kvik_file_open(&f, dev, "r+", 0, KVIK_COMPAT_ON), 0);
+  ASSERT_CODE(kvik_file_size(f), n);
+  uint8_t *buf = t_alloc_aligned(n + 4096);
+  ASSERT_CODE(kvik_file_read(f, buf + 1, n - 100, 100), n - 100);
+  ASSERT_PATTERN(buf + 1, n - 100, 100, seed, "read from the block device");
+  t_pat_fill(buf, 8192, 4096, seed + 1);
+  ASSERT_CODE(kvik_file_write(f, buf, 8192, 4096), 8192);
+  ASSERT_CODE(kvik_file_read(f, buf + 8192, 8192, 4096), 8192);
+  ASSERT_PATTERN(buf + 8192, 8192, 4096, seed + 1, "written to the block device, read back");
+  ASSERT_CODE(kvik_file_close(f), 0);
+  ASSERT_CODE(kvik_drop_file_cache(dev), 0);
+  struct kvik_path_info pi = {.sz = sizeof pi};
+  ASSERT_CODE(kvik_path_info(dev, &pi), 0);
+  ioctl(lfd, LOOP_CLR_FD, 0);
+  close(lfd);
+  free(buf);
+  free(backing);
+}
+
 static void misc_path_info(void **state) {
   (void)state;
   struct kvik_path_info pi;
@@ -680,6 +788,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(parallel_t3),
       cmocka_unit_test(parallel_t4),
       cmocka_unit_test(parallel_t16),
+      cmocka_unit_test(bounce_grid),
       cmocka_unit_test(misc_parallel_defaults),
       cmocka_unit_test(misc_overread),
       cmocka_unit_test(misc_random_order_writes),
@@ -690,6 +799,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(misc_per_block_device_pools),
       cmocka_unit_test(misc_drop_file_cache),
       cmocka_unit_test(misc_path_info),
+      cmocka_unit_test(misc_block_device),
   };
   return cmocka_run_group_tests_name("io_grid", tests, group_setup, group_teardown);
 }

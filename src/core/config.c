@@ -36,8 +36,11 @@ static const struct setting table[KVIK_CFG_COUNT] = {
                             1024 * GIB, NULL},
     [KVIK_CFG_GDS_THRESHOLD] = {"KVIKIO_GDS_THRESHOLD", NULL, KVIK_CFG_TYPE_SIZE, 16 * KIB, 0,
                                 1024 * GIB, NULL},
+    /* Any positive size, as kvikio takes (its own tests use 1, 10, 100 and 1000 bytes). The
+     * value is reported as set; the buffers are rounded up to whole pages (src/pool/bounce.c),
+     * which O_DIRECT needs. */
     [KVIK_CFG_BOUNCE_BUFFER_SIZE] = {"KVIKIO_BOUNCE_BUFFER_SIZE", NULL, KVIK_CFG_TYPE_SIZE,
-                                     16 * MIB, 4 * KIB, 4 * GIB, NULL},
+                                     16 * MIB, 1, 4 * GIB, NULL},
     [KVIK_CFG_AUTO_DIRECT_IO_READ] = {"KVIKIO_AUTO_DIRECT_IO_READ", NULL, KVIK_CFG_TYPE_BOOL, 0,
                                       0, 1, NULL},
     [KVIK_CFG_AUTO_DIRECT_IO_READ_OVERREAD] = {"KVIKIO_AUTO_DIRECT_IO_READ_OVERREAD", NULL,
@@ -272,6 +275,16 @@ static int parse_value(int key, const char *text, uint64_t *num, int *codes_out,
   if (st->type == KVIK_CFG_TYPE_STRING && strlen(text) >= STR_MAX)
     return kvik__err(code, "%s: value longer than %d bytes", who, STR_MAX - 1);
   return 0;
+}
+
+int kvik__config_parse(enum kvik_cfg key, const char *text, uint64_t *num) {
+  if (!valid_key((int)key) || !text || !num)
+    return kvik__err(KVIK_EINVAL, "kvik__config_parse: %s",
+                     !valid_key((int)key) ? "unknown key" : "text or num is NULL");
+  int tmp[MAX_CODES];
+  size_t ntmp = 0;
+  *num = 0;
+  return parse_value((int)key, text, num, tmp, &ntmp, KVIK_ECONFIG, table[key].env);
 }
 
 /* Reads the environment into the table. Called with lock held. */

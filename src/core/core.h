@@ -48,6 +48,10 @@ size_t kvik__cfg_http_codes(int *codes, size_t max);
 void kvik__cfg_str(enum kvik_cfg key, char *buf, size_t len);
 /* Parses a size with K/M/G/T suffixes (binary). Returns 0 or -1. */
 int kvik__parse_size(const char *s, uint64_t *out);
+/* Parses text as the environment's value for key, exactly as the environment is read, without
+ * touching the environment or the configuration: 0 with the value in *num (numeric settings;
+ * 0 for string settings), or KVIK_ECONFIG with the detail naming the variable and the text. */
+int kvik__config_parse(enum kvik_cfg key, const char *text, uint64_t *num);
 
 /* Page size, cached. */
 size_t kvik__page_size(void);

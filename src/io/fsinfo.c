@@ -84,6 +84,29 @@ static void fs_type_of(dev_t dev, char *out, size_t len) {
 
 void kvik__fs_type(unsigned long dev, char *out, size_t len) { fs_type_of((dev_t)dev, out, len); }
 
+static const char *type_name(mode_t m) {
+  if (S_ISFIFO(m))
+    return "a FIFO (named pipe)";
+  if (S_ISSOCK(m))
+    return "a socket";
+  if (S_ISCHR(m))
+    return "a character device";
+  if (S_ISDIR(m))
+    return "a directory";
+  return "neither a regular file nor a block device";
+}
+
+int kvik__servable(const char *fn, const char *path, unsigned mode) {
+  mode_t m = (mode_t)mode;
+  if (S_ISREG(m) || S_ISBLK(m))
+    return 0;
+  if (S_ISDIR(m))
+    return kvik__err(-EISDIR, "%s %s: is a directory", fn, path);
+  return kvik__err(KVIK_EUNSUPPORTED,
+                   "%s %s: is %s; kvik serves regular files and block devices only", fn, path,
+                   type_name(m));
+}
+
 /* 1 if an O_DIRECT read works on fd's file (a 4 KiB aligned read at offset 0). */
 static int direct_read_works(int fd) {
   size_t page = kvik__page_size();
@@ -116,11 +139,15 @@ int kvik_path_info(const char *path, struct kvik_path_info *info) {
   unsigned dma, dmi;
   kvik__blockdev(info->dev_major, info->dev_minor, info->block_device,
                  sizeof info->block_device, &dma, &dmi);
+  /* A FIFO's open would wait for its other end; kvik serves none of these special files. */
+  int rc = S_ISDIR(st.st_mode) ? 0 : kvik__servable("kvik_path_info", path, st.st_mode);
+  if (rc)
+    return rc;
   int fd;
   if (S_ISDIR(st.st_mode))
     fd = kvik__sys.open(path, O_TMPFILE | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
-  else
-    fd = kvik__sys.open(path, O_RDONLY | O_DIRECT | O_CLOEXEC, 0);
+  else /* O_NONBLOCK: should the path have become a FIFO since the stat, the open still returns */
+    fd = kvik__sys.open(path, O_RDONLY | O_DIRECT | O_NONBLOCK | O_CLOEXEC, 0);
   if (fd >= 0) {
     info->direct_io = direct_read_works(fd);
     kvik__sys.close(fd);

@@ -14,4 +14,10 @@ int kvik__blockdev(unsigned major, unsigned minor, char *name, size_t len, unsig
  * /proc/self/mountinfo; "unknown" if not found. out is always NUL-terminated. */
 void kvik__fs_type(unsigned long dev, char *out, size_t len);
 
+/* Whether kvik serves a file of type mode (st_mode): regular files and block devices. Returns 0,
+ * -EISDIR for a directory, or KVIK_EUNSUPPORTED for a FIFO, socket or character device, with
+ * the detail naming fn, path and the type. FIFOs and sockets have no offsets to read at, and
+ * their open or read can block forever; character devices have no size and may block too. */
+int kvik__servable(const char *fn, const char *path, unsigned mode);
+
 #endif

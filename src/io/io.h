@@ -22,7 +22,15 @@ struct kvik__fds {
 /* Reads up to size bytes at off into buf (host memory). Returns bytes read (short only at
  * end of file) or a negative code with the detail set (path, offset, errno text). */
 ssize_t kvik__posix_read(const struct kvik__fds *f, void *buf, size_t size, int64_t off);
-/* Writes size bytes at off from buf (host memory). Returns size or a negative code. */
+/* Writes size bytes at off from buf (host memory). Returns size or a negative code. A buffer
+ * the CPU cannot read over all of [buf, buf + size) gives -EFAULT before anything is written. */
 ssize_t kvik__posix_write(const struct kvik__fds *f, const void *buf, size_t size, int64_t off);
+
+/* Asks the kernel, without touching the memory, whether the CPU may load from (store true: and
+ * store to) every byte of [p, p + n) (memcheck.c says how, and what is not seen). Returns 0 if
+ * so, or when it cannot tell here; 1 if not, with *bad the index of the first byte found bad. */
+int kvik__buf_check(const void *p, size_t n, bool store, size_t *bad);
+/* Test hook: true makes kvik__buf_check use its fallback (the one for kernels before 6.11). */
+void kvik__buf_check_force_fallback(bool on);
 
 #endif

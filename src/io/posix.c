@@ -7,6 +7,12 @@
  * descriptor, or (reads with KVIKIO_AUTO_DIRECT_IO_READ_OVERREAD) through O_DIRECT reads of
  * the whole pages that hold them. If O_DIRECT is refused at I/O time (EINVAL), the same range
  * is done buffered, silently.
+ *
+ * A buffer the CPU cannot use (read-only for a read, shorter than the size, a hole) gives
+ * -EFAULT on every path, naming the file offset of the first bad byte: the kernel reports it
+ * for its own copies; before kvik copies into a caller's buffer from a bounce buffer, the
+ * range is checked (kvik__buf_check); a write checks its whole source first, so nothing is
+ * written from a bad buffer.
  */
 #include "io/io.h"
 
@@ -21,6 +27,26 @@
 static int io_fail(const struct kvik__fds *f, const char *op, int err, size_t size, int64_t off) {
   return kvik__err(-err, "%s %s: %zu bytes at offset %lld: %s", op, f->path ? f->path : "(file)",
                    size, (long long)off, kvik__errno_text(err));
+}
+
+/* -EFAULT for [buf, buf + size) at file offset off, whose byte bad the CPU cannot load (or, with
+ * store, store): the message names the file offset of that byte. */
+static int efault_at(const struct kvik__fds *f, const char *op, const void *buf, size_t size,
+                     int64_t off, size_t bad, bool store) {
+  return kvik__err(-EFAULT, "%s %s: %zu bytes at offset %lld: %s (the buffer cannot be %s at %p)",
+                   op, f->path ? f->path : "(file)", size - bad, (long long)off + (long long)bad,
+                   kvik__errno_text(EFAULT), store ? "written" : "read",
+                   (const void *)((const char *)buf + bad));
+}
+
+/* The kernel said EFAULT for [buf, buf + size): finds the first bad byte for the message (an
+ * O_DIRECT transfer fails as a whole, so the kernel's count does not say where). */
+static int fault_fail(const struct kvik__fds *f, const char *op, const void *buf, size_t size,
+                      int64_t off, bool store) {
+  size_t bad = 0;
+  if (!kvik__buf_check(buf, size, store, &bad))
+    bad = 0;
+  return efault_at(f, op, buf, size, off, bad, store);
 }
 
 /* Reads until size bytes, end of file or an error. Returns bytes read or -errno (detail set). */
@@ -42,6 +68,8 @@ static ssize_t read_loop(const struct kvik__fds *f, int fd, char *buf, size_t si
       *direct_refused = 1;
       return 0;
     }
+    if (e == EFAULT)
+      return fault_fail(f, "read", buf + done, size - done, off + (int64_t)done, true);
     return io_fail(f, "read", e, size - done, off + (int64_t)done);
   }
   return (ssize_t)done;
@@ -63,6 +91,8 @@ static ssize_t write_loop(const struct kvik__fds *f, int fd, const char *buf, si
       *direct_refused = 1;
       return 0;
     }
+    if (e == EFAULT)
+      return fault_fail(f, "write", buf + done, size - done, off + (int64_t)done, false);
     return io_fail(f, "write", e, size - done, off + (int64_t)done);
   }
   return (ssize_t)done;
@@ -104,6 +134,11 @@ static ssize_t read_direct_bounced(const struct kvik__fds *f, char *dst, size_t 
       break;
     size_t avail = (size_t)n > skip ? (size_t)n - skip : 0;
     size_t copy = KVIK_MIN(avail, want);
+    size_t bad;
+    if (kvik__buf_check(dst + done, copy, true, &bad)) {
+      result = efault_at(f, "read", dst + done, copy, off + (int64_t)done, bad, true);
+      break;
+    }
     memcpy(dst + done, (char *)b.ptr + skip, copy);
     done += copy;
     if (copy < want)
@@ -223,6 +258,11 @@ static ssize_t write_direct_middle(const struct kvik__fds *f, const char *src, s
 ssize_t kvik__posix_write(const struct kvik__fds *f, const void *vbuf, size_t size, int64_t off) {
   const char *buf = vbuf;
   size_t page = kvik__page_size();
+  /* The whole source first: the bounce path's memcpy must not fault, and the buffered path
+   * would otherwise write the part before a bad page and then fail. */
+  size_t bad;
+  if (kvik__buf_check(buf, size, false, &bad))
+    return efault_at(f, "write", buf, size, off, bad, false);
   if (!f->direct_write || f->fd_direct < 0 || size < page)
     return write_loop(f, f->fd, buf, size, off, NULL);
   uint64_t end = (uint64_t)off + size;

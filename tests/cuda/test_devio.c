@@ -9,15 +9,17 @@
  *
  * Grid: sizes {0, 1, 4095, 4096, 4097, 1 MiB - 1, 4 MiB + 13, 64 MiB + 7}, file offsets
  * {0, 1, 4095, 4096, 8601*8}, threads {1, 3, 4, 16}, task sizes {199, 4096, 1 MiB, 4 MiB},
- * direct I/O read/write on and off (4 combinations), bounce buffer sizes {4096, 1 MiB + 1 page,
- * 16 MiB}, KVIKIO_GDS_THRESHOLD {0, 16 KiB, 1 MiB}, device buffer at its allocation's start and
+ * direct I/O read/write on and off (4 combinations), bounce buffer sizes {1, 10, 100, 1000,
+ * 4096, 1 MiB + 1 page, 16 MiB} (the first four are kvikio's own test sizes; kvik rounds each up
+ * to a page), KVIKIO_GDS_THRESHOLD {0, 16 KiB, 1 MiB}, device buffer at its allocation's start and
  * +984 bytes. The full cross product (about 300,000 cases) is far too slow; it is pruned so that
  * every value of every dimension runs and the pairs that interact are covered:
  *  - sync (kvik_file_read/write; threads, task size and the GDS threshold do not apply): every
- *    size up to 4 MiB + 13 x every offset x every bounce size (105 cases), the direct-I/O
- *    combination and the alignment rotating with them; 64 MiB + 7 twice (bounce 16 MiB and
- *    1 MiB + 1 page). A one-page bounce buffer is not run with 64 MiB: 16,384 one-page pieces
- *    test nothing that 4 MiB + 13 (1,025 pieces) does not.
+ *    size up to 4 MiB + 13 x every offset x the bounce sizes 4096, 1 MiB + 1 page and 16 MiB,
+ *    plus one of kvikio's four rotating (140 cases), the direct-I/O combination and the
+ *    alignment rotating with them; 64 MiB + 7 twice (bounce 16 MiB and 1 MiB + 1 page). A
+ *    one-page bounce buffer is not run with 64 MiB: 16,384 one-page pieces test nothing that
+ *    4 MiB + 13 (1,025 pieces) does not.
  *  - futures, one CTest entry per thread count (one pool each, reused): every task size x every
  *    size that splits into at most 1,100 tasks (task 199: sizes <= 4097, task 4096: <= 4 MiB + 13)
  *    x every offset. For each (threads, task, size), the five offsets rotate the bounce size,
@@ -51,14 +53,15 @@
 #define NOFFS 5
 #define NTHREADS 4
 #define NTASKS 4
-#define NBOUNCE 3
+#define NBOUNCE 7
+#define NBOUNCE_KVIKIO 4 /* bounce_sizes[0..3]: below a page, rounded up to one */
 #define NGDS 3
 static const size_t sizes[NSIZES] = {0,    1,           4095,         4096,
                                      4097, 1 * MiB - 1, 4 * MiB + 13, 64 * MiB + 7};
 static const uint64_t offsets[NOFFS] = {0, 1, 4095, 4096, 8601 * 8};
 static const unsigned thread_counts[NTHREADS] = {1, 3, 4, 16};
 static const size_t task_sizes[NTASKS] = {199, 4096, 1 * MiB, 4 * MiB};
-static const size_t bounce_sizes[NBOUNCE] = {4096, 1 * MiB + 4096, 16 * MiB};
+static const size_t bounce_sizes[NBOUNCE] = {1, 10, 100, 1000, 4096, 1 * MiB + 4096, 16 * MiB};
 static const size_t gds_thresholds[NGDS] = {0, 16 * KiB, 1 * MiB};
 static const size_t aligns[2] = {0, 984};
 
@@ -382,7 +385,10 @@ static void sync_grid(void **state) {
     for (int oi = 0; oi < NOFFS; oi++)
       for (int bi = 0; bi < NBOUNCE; bi++) {
         int d = (si + oi + bi) % 4;
-        if (sizes[si] == MAX_SIZE && (bi == 0 || oi != (bi * 2 + 1) % NOFFS) && !full_grid)
+        if (sizes[si] == MAX_SIZE && (bounce_sizes[bi] <= 4096 || oi != (bi * 2 + 1) % NOFFS) &&
+            !full_grid)
+          continue;
+        if (bi < NBOUNCE_KVIKIO && bi != (si + oi) % NBOUNCE_KVIKIO && !full_grid)
           continue;
         struct dcase c = {.api = SYNC,
                           .size = sizes[si],
@@ -419,12 +425,13 @@ static void parallel_grid(int ti) {
             int d = (oi + si + k + ti) % 4;
             if (!full_grid) {
               if (extra) {
-                if (oi != (ti + k) % NOFFS || gi != ti % NGDS || bi != (big ? 1 + ti % 2 : ti % 3))
+                if (oi != (ti + k) % NOFFS || gi != ti % NGDS ||
+                    bi != (big ? NBOUNCE - 2 + ti % 2 : NBOUNCE_KVIKIO + ti % 3))
                   continue;
               } else if (bi != (oi + si) % NBOUNCE || gi != (oi + k + ti) % NGDS) {
                 continue;
               }
-            } else if (big && bi == 0) {
+            } else if (big && bounce_sizes[bi] <= 4096) {
               continue;
             }
             struct dcase c = {.api = FUTURE,

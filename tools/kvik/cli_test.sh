@@ -48,6 +48,15 @@ expect 0 'I/O path +posix' "$kvik" info "$work"
 [[ -z $(find "$work" -name '.kvik-info-*') ]] || { echo "FAIL: kvik info left its probe file"; failures=$((failures + 1)); }
 expect 0 'filesystem' "$kvik" info "$kvik"
 expect 1 'no-such-dir' "$kvik" info "$work/no-such-dir"
+# Files kvik cannot serve are refused at once, naming the type (a FIFO's open used to block
+# forever): timeout turns a hang into exit 124.
+mkfifo "$work/fifo"
+expect 1 'is a FIFO' timeout 60 "$kvik" info "$work/fifo"
+expect 1 'not a regular file' timeout 60 "$kvik" cp "$work/fifo" "$work/from-fifo"
+head -c 5000 /dev/urandom >"$work/to-fifo"
+expect 1 'is a FIFO' timeout 60 "$kvik" cp "$work/to-fifo" "$work/fifo"
+expect 1 'is a character device' timeout 60 "$kvik" info /dev/null
+rm -f "$work/fifo" "$work/from-fifo" "$work/to-fifo"
 
 # bench: bad options, then a small run with verification; the temporary file is removed.
 expect 2 'invalid --mem' "$kvik" bench --mem gpu
