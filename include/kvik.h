@@ -268,6 +268,41 @@ KVIK_API void kvik_bounce_trim(void);
 /** Drops the page cache of a whole file (posix_fadvise DONTNEED after fdatasync). */
 KVIK_API int kvik_drop_file_cache(const char *path);
 
+/** How much of a file is in the page cache (kvikio's get_page_cache_info): sets *cached_pages
+ *  to the number of pages of [offset, offset + size) that are cached and *total_pages to the
+ *  number of pages the range covers, both in pages of the system's page size (sysconf
+ *  _SC_PAGESIZE). size 0 means to the end of the file, as for posix_fadvise, so (0, 0) asks
+ *  about the whole file. The range is clipped to the file's size; one that starts at or past
+ *  the end counts 0 of 0. A partial page at either end counts as a page. Either output pointer
+ *  may be NULL.
+ *
+ *  Counted with cachestat(2) on Linux 6.5 and later; where the kernel lacks it or a seccomp
+ *  filter refuses it, by mapping the range read-only (never reading it) and asking mincore(2).
+ *  Neither reads the file or changes what is cached. The answer is a snapshot: pages may be
+ *  read in or evicted right after. On tmpfs every page of a file is in memory, so every page
+ *  counts as cached.
+ *
+ *  The file is opened read-only and non-blocking (a FIFO never blocks the call) and closed
+ *  again. Returns 0, or a negative code: KVIK_EINVAL (path NULL, negative offset or size, not a
+ *  regular file: a FIFO, socket or device is named), KVIK_EOVERFLOW (offset + size overflows),
+ *  -EISDIR for a directory, -ENOENT, -EACCES and other -errno from open, mmap or mincore, the
+ *  path named in kvik_last_error(). Thread-safe. */
+KVIK_API int kvik_page_cache_info(const char *path, int64_t offset, int64_t size,
+                                  size_t *cached_pages, size_t *total_pages);
+/** The same for an open file descriptor (not closed, its offset unchanged). The mincore
+ *  fallback maps the file, so there the descriptor must be open for reading (else -EACCES).
+ *  -EBADF for a negative descriptor. */
+KVIK_API int kvik_page_cache_info_fd(int fd, int64_t offset, int64_t size, size_t *cached_pages,
+                                     size_t *total_pages);
+
+/** Drops the whole system's clean page cache, dentries and inodes, as `sync; echo 3 >
+ *  /proc/sys/vm/drop_caches` does: every file's next read comes from its disk. Affects every
+ *  process on the machine. Needs root (CAP_SYS_ADMIN): otherwise returns -EACCES (or -EPERM)
+ *  with a message saying so, before anything is written back; -EROFS where /proc/sys is
+ *  mounted read-only (containers). kvik_drop_file_cache() needs no privileges. Returns 0 or a
+ *  negative code. Thread-safe; blocks while sync(2) writes back dirty data. */
+KVIK_API int kvik_drop_system_cache(void);
+
 /* ------------------------------------------------------------------------------------------
  * System facts, as kvik sees them.
  * ------------------------------------------------------------------------------------------ */

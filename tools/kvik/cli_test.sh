@@ -47,6 +47,11 @@ expect 1 'KVIKIO_TASK_SIZE.*abc' env KVIKIO_TASK_SIZE=abc "$kvik" info
 expect 0 'I/O path +posix' "$kvik" info "$work"
 [[ -z $(find "$work" -name '.kvik-info-*') ]] || { echo "FAIL: kvik info left its probe file"; failures=$((failures + 1)); }
 expect 0 'filesystem' "$kvik" info "$kvik"
+# How much of a file is cached: all of it right after it is written and read.
+head -c 100000 /dev/urandom >"$work/cached"
+cat "$work/cached" >/dev/null
+expect 0 'page cache +([0-9]+) of \1 pages cached \(100\.0%' "$kvik" info "$work/cached"
+if grep -Eq 'page cache' < <("$kvik" info "$work"); then echo "FAIL: kvik info counts a directory's pages"; failures=$((failures + 1)); fi
 expect 1 'no-such-dir' "$kvik" info "$work/no-such-dir"
 
 # bench: bad options, then a small run with verification; the temporary file is removed.
