@@ -255,6 +255,9 @@ static void faults(void **state) {
         rc = kvik_mmap_read(m, dp(g_dev), 4 * MiB, 4096);
       }
       fc.fail_clear();
+      /* An injected cuStreamSynchronize failure returns without waiting, unlike CUDA's, so the
+       * copy it was to wait for may still run: wait for it before the buffer is reused. */
+      cu.cuStreamSynchronize(NULL);
       ASSERT_CODE(rc, KVIK_ECUDA);
       ASSERT_CONTAINS(kvik_last_error(), "CUDA_ERROR_ILLEGAL_ADDRESS");
       ASSERT_CONTAINS(kvik_last_error(), g_path);
