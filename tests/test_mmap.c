@@ -7,6 +7,7 @@
  * mmap failure injected through the system-call table; close waiting for a parallel read. */
 #include "common.h"
 
+#include "core/core.h"
 #include "sys/sys.h"
 
 #include <errno.h>
@@ -316,8 +317,33 @@ static void close_waits_for_pread(void **state) {
   }
 }
 
+/* Every allocation of kvik_mmap_open failing in turn: -ENOMEM and nothing left behind (the
+ * sanitizer builds check for leaks), then success. */
+static void allocation_failures(void **state) {
+  (void)state;
+  int rc = -ENOMEM;
+  long k;
+  for (k = 0; k < 10 && rc == -ENOMEM; k++) {
+    kvik_mmap *m = NULL;
+    kvik__alloc_fail_after(k);
+    rc = kvik_mmap_open(&m, g_path, "r", 0, 0, 0);
+    kvik__alloc_fail_after(-1);
+    if (rc == -ENOMEM) {
+      ASSERT_CONTAINS(kvik_last_error(), "out of memory");
+      assert_null(m);
+    } else {
+      ASSERT_CODE(rc, 0);
+      ASSERT_CODE(kvik_mmap_read(m, g_buf, 100, 5), 100);
+      ASSERT_PATTERN(g_buf, 100, 5, SEED, "after the allocations succeeded");
+      ASSERT_CODE(kvik_mmap_close(m), 0);
+    }
+  }
+  assert_true(k > 1); /* at least one allocation failed first */
+}
+
 static int teardown_test(void **state) {
   (void)state;
+  kvik__alloc_fail_after(-1);
   kvik__sys_reset();
   t_context[0] = 0;
   return 0;
@@ -362,6 +388,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(file_shrinks_and_grows, teardown_test),
       cmocka_unit_test_teardown(writes, teardown_test),
       cmocka_unit_test_teardown(close_waits_for_pread, teardown_test),
+      cmocka_unit_test_teardown(allocation_failures, teardown_test),
   };
   return cmocka_run_group_tests_name("mmap", tests, group_setup, group_teardown);
 }

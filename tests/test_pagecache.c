@@ -108,6 +108,7 @@ static void hooks(int cachestat_errno, int mmap_errno) {
 
 static int teardown_test(void **state) {
   (void)state;
+  kvik__alloc_fail_after(-1);
   kvik__sys_reset();
   t_context[0] = 0;
   return 0;
@@ -242,6 +243,13 @@ static void cachestat_error(void **state) {
   ASSERT_CONTAINS(kvik_last_error(), path);
   ASSERT_CONTAINS(kvik_last_error(), "cachestat");
   assert_int_equal(c, 5); /* untouched on failure */
+  /* The fallback's vector cannot be allocated. */
+  hooks(ENOSYS, 0);
+  kvik__alloc_fail_after(0);
+  int rc = kvik_page_cache_info(path, 0, 0, &c, NULL);
+  kvik__alloc_fail_after(-1);
+  ASSERT_CODE(rc, -ENOMEM);
+  ASSERT_CONTAINS(kvik_last_error(), "mincore vector");
   /* The fallback's mmap failing: the path, the offset and the reason. */
   hooks(ENOSYS, ENOMEM);
   ASSERT_CODE(kvik_page_cache_info(path, 0, 0, &c, NULL), -ENOMEM);
