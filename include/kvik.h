@@ -296,6 +296,116 @@ KVIK_API void kvik_bounce_trim(void);
  *  file or a block device; others are refused as kvik_file_open refuses them, without waiting. */
 KVIK_API int kvik_drop_file_cache(const char *path);
 
+/** How much of a file is in the page cache (kvikio's get_page_cache_info): sets *cached_pages
+ *  to the number of pages of [offset, offset + size) that are cached and *total_pages to the
+ *  number of pages the range covers, both in pages of the system's page size (sysconf
+ *  _SC_PAGESIZE). size 0 means to the end of the file, as for posix_fadvise, so (0, 0) asks
+ *  about the whole file. The range is clipped to the file's size; one that starts at or past
+ *  the end counts 0 of 0. A partial page at either end counts as a page. Either output pointer
+ *  may be NULL.
+ *
+ *  Counted with cachestat(2) on Linux 6.5 and later; where the kernel lacks it or a seccomp
+ *  filter refuses it, by mapping the range read-only (never reading it) and asking mincore(2).
+ *  Neither reads the file or changes what is cached. The answer is a snapshot: pages may be
+ *  read in or evicted right after. On tmpfs every page of a file is in memory, so every page
+ *  counts as cached.
+ *
+ *  The file is opened read-only and non-blocking (a FIFO never blocks the call) and closed
+ *  again. Returns 0, or a negative code: KVIK_EINVAL (path NULL, negative offset or size, not a
+ *  regular file: a FIFO, socket or device is named), KVIK_EOVERFLOW (offset + size overflows),
+ *  -EISDIR for a directory, -ENOENT, -EACCES and other -errno from open, mmap or mincore, the
+ *  path named in kvik_last_error(). Thread-safe. */
+KVIK_API int kvik_page_cache_info(const char *path, int64_t offset, int64_t size,
+                                  size_t *cached_pages, size_t *total_pages);
+/** The same for an open file descriptor (not closed, its offset unchanged). The mincore
+ *  fallback maps the file, so there the descriptor must be open for reading (else -EACCES).
+ *  -EBADF for a negative descriptor. */
+KVIK_API int kvik_page_cache_info_fd(int fd, int64_t offset, int64_t size, size_t *cached_pages,
+                                     size_t *total_pages);
+
+/** Drops the whole system's clean page cache, dentries and inodes, as `sync; echo 3 >
+ *  /proc/sys/vm/drop_caches` does: every file's next read comes from its disk. Affects every
+ *  process on the machine. Needs root (CAP_SYS_ADMIN): otherwise returns -EACCES (or -EPERM)
+ *  with a message saying so, before anything is written back; -EROFS where /proc/sys is
+ *  mounted read-only (containers). kvik_drop_file_cache() needs no privileges. Returns 0 or a
+ *  negative code. Thread-safe; blocks while sync(2) writes back dirty data. */
+KVIK_API int kvik_drop_system_cache(void);
+
+/* ------------------------------------------------------------------------------------------
+ * Memory-mapped files (kvikio's MmapHandle). A file, or a range of it, is mapped (MAP_SHARED)
+ * and read from or written to with memory copies: into and out of host memory with memcpy, and
+ * for device or managed memory (the kind is detected) by the CUDA driver copying between the
+ * mapping and the device, with the buffer's context pushed, synchronized before the call (or
+ * the chunk) returns. The parallel forms split the range into task-size chunks on a pool, host
+ * and device alike (kvikio copies a device read through one bounce buffer on one thread).
+ *
+ * Where kvikio differs: kvikio maps read-only ("r") only; it refuses a range that reaches past
+ * the end of the file at construction, and a read outside the file; and it maps MAP_PRIVATE. In
+ * kvik the range may reach past the end (reads stop at the file's current end and return the
+ * short count, as kvik_file_read does; writes grow the file), and "r+", "w" and "w+" map the
+ * file read-write so writes reach it. The parallel forms take KVIKIO_TASK_SIZE (or
+ * opts->task_size), not kvikio's KVIKIO_MMAP_TASK_SIZE.
+ *
+ * As with any mapping, touching a page past the end of the file, or one the disk fails to
+ * read, raises SIGBUS: kvik stops reads at the end of the file as it is when the call starts,
+ * so only a file truncated by someone else during a call, or an I/O error, can do that. Use
+ * kvik_file_* where errors must come back as codes.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct kvik_mmap kvik_mmap; /* opaque */
+
+/** Maps [offset, offset + size) of the file at path. flags as for kvik_file_open: "r" maps it
+ *  read-only; "r+" read-write (the file must exist); "w" and "w+" create or truncate the file,
+ *  size it to offset + size (sparse) and map it read-write ("w" refuses reads through the
+ *  handle). size 0 maps from offset to the current end of the file (kvikio's initial_size of
+ *  nullopt); with "r"/"r+" a larger range than the file is allowed (see above); "w"/"w+" need
+ *  size > 0. offset need not be page-aligned. mode is used when the file is created. An empty
+ *  file (or offset at its end, size 0) gives an empty mapping: reads and writes of 0 bytes at
+ *  offset only. *out is set only on success; the caller owns it and frees it with
+ *  kvik_mmap_close(). Returns 0, or KVIK_EINVAL (NULL arguments, unknown or append flags,
+ *  negative offset, offset past the end with size 0, size 0 for a new file, not a regular file:
+ *  a FIFO never blocks the call), KVIK_EOVERFLOW (offset + size), -EISDIR, -ENOENT, -EACCES and
+ *  other -errno from open, ftruncate or mmap, the path named in kvik_last_error(). */
+KVIK_API int kvik_mmap_open(kvik_mmap **out, const char *path, const char *flags, size_t size,
+                            int64_t offset, mode_t mode);
+/** Waits for the parallel operations still running on the mapping (kvik_mmap_pread/pwrite
+ *  whose futures are not yet done), unmaps it, closes the file and frees the handle. Writes
+ *  reach the page cache as they are made; call kvik_mmap_sync() first to have them on disk.
+ *  NULL is fine. Returns 0 or the first munmap/close error (the handle is freed regardless). */
+KVIK_API int kvik_mmap_close(kvik_mmap *m);
+/** The mapped range: its file offset, its size (as given, or as resolved from size 0 at open)
+ *  and the address of the byte at that offset (NULL for an empty mapping; valid until
+ *  kvik_mmap_close, and subject to the SIGBUS rule above). Any pointer may be NULL. */
+KVIK_API int kvik_mmap_range(kvik_mmap *m, int64_t *offset, size_t *size, void **addr);
+/** The file's current size in bytes (fstat), or a negative code. */
+KVIK_API int64_t kvik_mmap_file_size(kvik_mmap *m);
+
+/** Copies size bytes at file offset offset from the mapping into buf (host, pinned, device or
+ *  managed memory), on the calling thread. The range must lie inside the mapped range, else
+ *  KVIK_EINVAL naming the offset, the size and the mapped range. Returns the bytes copied:
+ *  fewer only where the file ends before offset + size, 0 when offset is at or past the end
+ *  (or size is 0); or a negative code: KVIK_EBADMODE ("w" mapping), KVIK_EOVERFLOW, KVIK_ECUDA
+ *  (the failing driver call by name, with path and offset). Thread-safe. */
+KVIK_API ssize_t kvik_mmap_read(kvik_mmap *m, void *buf, size_t size, int64_t offset);
+/** Parallel kvik_mmap_read: the bytes up to the file's end (checked now) are copied in
+ *  task-size chunks (opts->task_size, else KVIKIO_TASK_SIZE) on opts->pool (else the default
+ *  pool). *out receives a future (kvik_future_wait gives the byte count or the first error);
+ *  buf must stay valid until then. Immediate errors (those of kvik_mmap_read) return the code
+ *  and make no future. */
+KVIK_API int kvik_mmap_pread(kvik_mmap *m, void *buf, size_t size, int64_t offset,
+                             const struct kvik_io_opts *opts, kvik_future **out);
+/** Copies size bytes from buf (host or device memory) into the mapping at file offset offset,
+ *  on the calling thread; the range must lie inside the mapped range (else KVIK_EINVAL). A
+ *  range past the file's end first grows the file (ftruncate; never shrinks it). Returns size,
+ *  or a negative code (KVIK_EBADMODE for a read-only mapping). The bytes reach the page cache at
+ *  once and the disk when the kernel writes them back, or at kvik_mmap_sync(). */
+KVIK_API ssize_t kvik_mmap_write(kvik_mmap *m, const void *buf, size_t size, int64_t offset);
+/** Parallel kvik_mmap_write, in chunks on the pool as kvik_mmap_pread. */
+KVIK_API int kvik_mmap_pwrite(kvik_mmap *m, const void *buf, size_t size, int64_t offset,
+                              const struct kvik_io_opts *opts, kvik_future **out);
+/** Writes the mapping's dirty pages to the file and waits (msync MS_SYNC). 0 for a read-only or
+ *  empty mapping; else 0 or a negative code. */
+KVIK_API int kvik_mmap_sync(kvik_mmap *m);
+
 /* ------------------------------------------------------------------------------------------
  * System facts, as kvik sees them.
  * ------------------------------------------------------------------------------------------ */

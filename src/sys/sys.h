@@ -11,6 +11,19 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+/* The cachestat(2) structures (linux/mman.h from 6.5; mirrored so older headers build). */
+struct kvik__cachestat_range {
+  uint64_t off;
+  uint64_t len; /* 0: to the end of the file */
+};
+struct kvik__cachestat {
+  uint64_t nr_cache;
+  uint64_t nr_dirty;
+  uint64_t nr_writeback;
+  uint64_t nr_evicted;
+  uint64_t nr_recently_evicted;
+};
+
 struct kvik__sys_table {
   int (*open)(const char *path, int flags, mode_t mode);
   int (*close)(int fd);
@@ -25,6 +38,13 @@ struct kvik__sys_table {
   void *(*dlopen)(const char *file, int mode);
   void *(*dlsym)(void *handle, const char *name);
   int (*dlclose)(void *handle);
+  /* Page cache and mappings (src/pagecache.c, src/mmap.c). cachestat is the raw system call
+   * (Linux 6.5+; -1 and ENOSYS where the kernel or a seccomp filter lacks it). */
+  void *(*mmap)(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+  int (*munmap)(void *addr, size_t len);
+  int (*mincore)(void *addr, size_t len, unsigned char *vec);
+  int (*cachestat)(int fd, const struct kvik__cachestat_range *range, struct kvik__cachestat *cs,
+                   unsigned flags);
 };
 
 /* The live table. Tests may overwrite entries; the library reads it on every call. */

@@ -97,7 +97,7 @@ configure_build() {
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g" -DBUILD_TESTING=ON -DKVIK_GPU_TESTS=ON \
     -DKVIK_REMOTE=OFF $KVIK_CMAKE_ARGS &&
-    ninja -C "$build" -j "$(nproc)" kvik-tool test_devio test_gpu_extra
+    ninja -C "$build" -j "$(nproc)" kvik-tool test_devio test_gpu_extra test_mmap_device
 }
 
 gpu_tests() {

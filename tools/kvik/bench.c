@@ -34,8 +34,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -46,6 +49,8 @@ enum op { OP_WRITE, OP_READ, OP_COUNT };
 enum cache { CACHE_HOT, CACHE_COLD, CACHE_COUNT };
 enum mem { MEM_HOST, MEM_DEVICE };
 enum summary { STAT_MEDIAN, STAT_BEST };
+/* The O_DIRECT probe of the disk: by default the quick sweep wherever cold reads run. */
+enum probe_mode { PROBE_AUTO, PROBE_OFF, PROBE_QUICK, PROBE_FULL };
 
 static const char *const op_names[OP_COUNT] = {"write", "read"};
 static const char *const cache_names[CACHE_COUNT] = {"hot", "cold"};
@@ -65,6 +70,22 @@ static const char *const cache_names[CACHE_COUNT] = {"hot", "cold"};
 /* Per-thread pinned buffers of the multi-threaded baselines: at most this much each. */
 #define MT_CHUNK_MAX ((size_t)64 << 20)
 
+/* The first kvik calls of a one-shot read, timed in the fresh process: kvik_file_open, the
+ * kvik_file_pread call (until it returns its future), kvik_future_wait, kvik_file_close; and the
+ * whole process as the parent sees it (start to exit: exec, loading, the tool's own CUDA
+ * setup and buffer allocation included). */
+enum part { PART_OPEN, PART_SUBMIT, PART_WAIT, PART_CLOSE, PART_PROCESS, PART_COUNT };
+static const char *const part_names[PART_COUNT] = {"open", "submit", "wait", "close", "process"};
+
+/* One configuration of the O_DIRECT probe and what it read. */
+struct probe_result {
+  unsigned threads;
+  size_t block;
+  size_t bytes;
+  double seconds;
+};
+#define PROBE_MAX 64
+
 struct bench_opts {
   const char *file;     /* --file, or NULL for a temporary file */
   const char *json_out; /* --json-out: JSON lines also appended to this file */
@@ -75,6 +96,9 @@ struct bench_opts {
   int stat;
   bool json, no_write, verify, sync, force;
   bool cache[CACHE_COUNT]; /* which cache states to run */
+  bool no_oneshot;         /* --no-oneshot: no fresh-process reads */
+  int probe;               /* enum probe_mode */
+  double probe_time;       /* --probe-time: seconds for the whole sweep; 0: the mode's default */
 };
 
 struct bench {
@@ -103,6 +127,17 @@ struct bench {
   unsigned char *tbuf; /* threads x tchunk pinned bytes for the multi-threaded baselines */
   size_t tchunk;
   struct kvik_gpu_info gpu;
+  /* The one-shot engine: what the last fresh process reported, and per cache state and run the
+   * first-call breakdown (enum part), kept for the report. */
+  double reported; /* seconds an engine measured itself, < 0: timed around its run */
+  double last_parts[PART_COUNT];
+  double parts[CACHE_COUNT][MAX_REPEAT][PART_COUNT];
+  enum cache cur_cache; /* the cache state of the case being measured */
+  char exe[4096];       /* this program, run again for the one-shot reads */
+  /* The O_DIRECT probe (one sweep per run). */
+  struct probe_result probes[PROBE_MAX];
+  size_t nprobes;
+  int best_probe; /* index into probes, -1 when no sweep ran */
 };
 
 /* ---- engines ------------------------------------------------------------------------- */
@@ -127,6 +162,7 @@ struct engine {
   bool other_mode; /* kvik through b->f2, the other write mode */
   /* Runs the whole transfer once. Returns 0 or CLI_FAIL after printing why. */
   int (*run)(struct bench *b);
+  bool fresh; /* runs in a fresh process, which times itself and checks its own bytes */
 };
 
 static void *kvik_buf(const struct bench *b) {
@@ -328,6 +364,427 @@ static int engine_copy_pwrite(struct bench *b) {
   return posix_loop(b, OP_WRITE, b->fd, 0, b->size);
 }
 
+/* ---- the disk's limit: an O_DIRECT probe --------------------------------------------- */
+
+/* The best a plain program gets from the disk, measured in the same run: O_DIRECT reads of the
+ * file into page-aligned host memory over a sweep of thread counts and block sizes (each thread
+ * one read in flight, so the queue depth is the thread count), each configuration reading the
+ * file from its start until it ends or the configuration's share of --probe-time runs out. The
+ * best configuration is the reference for kvik's cold reads. */
+static const unsigned probe_threads_quick[] = {1, 4, 16, 64};
+static const size_t probe_blocks_quick[] = {1u << 20, 4u << 20, 16u << 20};
+static const unsigned probe_threads_full[] = {1, 2, 4, 8, 16, 32, 64};
+static const size_t probe_blocks_full[] = {256u << 10, 512u << 10, 1u << 20, 2u << 20,
+                                           4u << 20,   8u << 20,   16u << 20};
+#define PROBE_TIME_QUICK 20.0
+#define PROBE_TIME_FULL 120.0
+
+struct probe_job {
+  struct bench *b;
+  unsigned char *bufs; /* block bytes per thread */
+  size_t block, limit; /* read [0, limit) at most */
+  double deadline;
+  atomic_size_t next;  /* the next block to read */
+  atomic_size_t bytes; /* read so far */
+  atomic_int err;      /* first errno, 0 if none */
+};
+struct probe_arg {
+  struct probe_job *job;
+  unsigned idx;
+};
+
+static void *probe_main(void *p) {
+  struct probe_arg *a = p;
+  struct probe_job *j = a->job;
+  unsigned char *buf = j->bufs + (size_t)a->idx * j->block;
+  while (!atomic_load(&j->err) && cli_now() < j->deadline) {
+    size_t off = atomic_fetch_add(&j->next, 1) * j->block;
+    if (off >= j->limit)
+      break;
+    size_t len = j->limit - off < j->block ? j->limit - off : j->block;
+    ssize_t n;
+    do {
+      n = pread(j->b->dfd, buf, len, (off_t)off);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      int zero = 0;
+      atomic_compare_exchange_strong(&j->err, &zero, errno);
+      break;
+    }
+    atomic_fetch_add(&j->bytes, (size_t)n);
+  }
+  return NULL;
+}
+
+/* One configuration: threads x block for at most budget seconds. */
+static int probe_one(struct bench *b, unsigned threads, size_t block, double budget,
+                     unsigned char *bufs, struct probe_result *out) {
+  struct probe_job job = {.b = b, .bufs = bufs, .block = block};
+  pthread_t th[64];
+  struct probe_arg args[64];
+  unsigned n = 0;
+  job.limit = b->size / DIRECT_ALIGN * DIRECT_ALIGN;
+  atomic_init(&job.next, 0);
+  atomic_init(&job.bytes, 0);
+  atomic_init(&job.err, 0);
+  /* Untimed: nothing of the file in the page cache (O_DIRECT does not fill it, but the engines
+   * before may have). */
+  int rc = kvik_drop_file_cache(b->path);
+  if (rc < 0) {
+    cli_kvik_err(rc, "bench: cannot drop the page cache of %s", b->path);
+    return CLI_FAIL;
+  }
+  double t0 = cli_now();
+  job.deadline = t0 + budget;
+  for (; n < threads; n++) {
+    args[n] = (struct probe_arg){&job, n};
+    if (pthread_create(&th[n], NULL, probe_main, &args[n]) != 0) {
+      int zero = 0;
+      atomic_compare_exchange_strong(&job.err, &zero, EAGAIN);
+      break;
+    }
+  }
+  for (unsigned i = 0; i < n; i++)
+    pthread_join(th[i], NULL);
+  double t1 = cli_now();
+  int e = atomic_load(&job.err);
+  if (e) {
+    char bs[32];
+    cli_err("bench: O_DIRECT probe (%u threads x %s) of %s: %s", threads,
+            cli_fmt_size(block, bs, sizeof bs), b->path, strerror(e));
+    return CLI_FAIL;
+  }
+  *out = (struct probe_result){threads, block, atomic_load(&job.bytes), t1 - t0};
+  return CLI_OK;
+}
+
+static double probe_gbps(const struct probe_result *p) {
+  return p->seconds > 0 ? (double)p->bytes / p->seconds / 1e9 : 0;
+}
+
+/* The sweep. Thread counts beyond the file's blocks are cut to them (a duplicate of another
+ * configuration is then skipped). */
+static int run_probe(struct bench *b) {
+  bool full = b->o.probe == PROBE_FULL;
+  const unsigned *ts = full ? probe_threads_full : probe_threads_quick;
+  const size_t *bs = full ? probe_blocks_full : probe_blocks_quick;
+  size_t nt =
+      full ? sizeof probe_threads_full / sizeof *ts : sizeof probe_threads_quick / sizeof *ts;
+  size_t nb = full ? sizeof probe_blocks_full / sizeof *bs : sizeof probe_blocks_quick / sizeof *bs;
+  double budget = b->o.probe_time > 0 ? b->o.probe_time : full ? PROBE_TIME_FULL : PROBE_TIME_QUICK;
+  size_t limit = b->size / DIRECT_ALIGN * DIRECT_ALIGN;
+  struct {
+    unsigned t;
+    size_t block;
+  } cfg[PROBE_MAX];
+  size_t ncfg = 0, bufsize = 0;
+
+  b->nprobes = 0;
+  b->best_probe = -1;
+  if (b->dfd < 0 || limit == 0)
+    return CLI_OK;
+  for (size_t bi = 0; bi < nb; bi++)
+    for (size_t ti = 0; ti < nt; ti++) {
+      size_t blocks = (limit + bs[bi] - 1) / bs[bi];
+      unsigned t = ts[ti] < blocks ? ts[ti] : (unsigned)blocks;
+      bool dup = false;
+      for (size_t k = 0; k < ncfg && !dup; k++)
+        dup = cfg[k].t == t && cfg[k].block == bs[bi];
+      if (dup || ncfg == PROBE_MAX)
+        continue;
+      cfg[ncfg].t = t;
+      cfg[ncfg++].block = bs[bi];
+      if ((size_t)t * bs[bi] > bufsize)
+        bufsize = (size_t)t * bs[bi];
+    }
+  unsigned char *bufs = cli_alloc_host(bufsize);
+  if (!bufs) {
+    char sz[32];
+    cli_err("bench: cannot allocate %s for the O_DIRECT probe",
+            cli_fmt_size(bufsize, sz, sizeof sz));
+    return CLI_FAIL;
+  }
+  int rc = CLI_OK;
+  for (size_t k = 0; k < ncfg && rc == CLI_OK; k++) {
+    char bsz[32];
+    cli_progress("O_DIRECT probe %zu/%zu: %u threads x %s", k + 1, ncfg, cfg[k].t,
+                 cli_fmt_size(cfg[k].block, bsz, sizeof bsz));
+    rc = probe_one(b, cfg[k].t, cfg[k].block, budget / (double)ncfg, bufs, &b->probes[k]);
+    if (rc == CLI_OK) {
+      b->nprobes = k + 1;
+      if (b->best_probe < 0 || probe_gbps(&b->probes[k]) > probe_gbps(&b->probes[b->best_probe]))
+        b->best_probe = (int)k;
+    }
+  }
+  cli_free_host(bufs);
+  return rc;
+}
+
+static size_t pattern_check(const unsigned char *p, size_t size);
+
+/* ---- one-shot reads: a fresh process -------------------------------------------------- */
+
+/* What users meet first: a fresh process that reads the file once into freshly allocated
+ * memory. The engine runs this program again (the hidden command `kvik __oneshot`, in
+ * cmd_bench_oneshot below), which allocates its buffer (untimed, untouched: the pages fault in
+ * during the read, as a new array's do), then times its first kvik calls and reports them on a
+ * pipe. The reported time is kvik_file_open to the end of kvik_future_wait. */
+
+extern char **environ;
+
+/* True if the environment entry e ("NAME=value") sets name. */
+static bool env_is(const char *e, const char *name) {
+  size_t n = strlen(name);
+  return strncmp(e, name, n) == 0 && e[n] == '=';
+}
+
+/* The child's environment: this one, with every setting this run changed through the setters
+ * (--threads, --task-size, --direct-io, ...) exported as its variable, and KVIKIO_NTHREADS as the
+ * pool measured here, so the fresh process runs kvik's configuration of this run without one
+ * kvik call before its timed region. NULL if out of memory. Free with free_env(). */
+static char **child_env(const struct bench *b) {
+  size_t n = 0;
+  while (environ[n])
+    n++;
+  char **env = calloc(n + KVIK_CFG_COUNT + 2, sizeof *env);
+  char *set[KVIK_CFG_COUNT + 1];
+  size_t nset = 0;
+  if (!env)
+    return NULL;
+  for (int k = 0; k < KVIK_CFG_COUNT; k++) {
+    const char *name = kvik_config_name((enum kvik_cfg)k);
+    char value[1024];
+    if (!name)
+      continue;
+    if (k == KVIK_CFG_NTHREADS)
+      snprintf(value, sizeof value, "%u", b->threads);
+    else if (kvik_config_source((enum kvik_cfg)k) != KVIK_CFG_SRC_SET ||
+             kvik_config_get_str((enum kvik_cfg)k, value, sizeof value) < 0)
+      continue;
+    size_t len = strlen(name) + strlen(value) + 2;
+    if (!(set[nset] = malloc(len)))
+      goto fail;
+    snprintf(set[nset++], len, "%s=%s", name, value);
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    bool replaced = env_is(environ[i], "KVIKIO_NUM_THREADS"); /* an alias of NTHREADS */
+    for (size_t j = 0; j < nset && !replaced; j++) {
+      size_t len = (size_t)(strchr(set[j], '=') - set[j]);
+      replaced = strncmp(environ[i], set[j], len + 1) == 0;
+    }
+    if (!replaced)
+      env[m++] = environ[i];
+  }
+  for (size_t j = 0; j < nset; j++)
+    env[m++] = set[j];
+  env[m] = NULL;
+  return env;
+fail:
+  for (size_t j = 0; j < nset; j++)
+    free(set[j]);
+  free(env);
+  return NULL;
+}
+
+/* Frees what child_env() allocated (the entries it made, not the inherited ones). */
+static void free_env(char **env) {
+  if (!env)
+    return;
+  for (size_t i = 0; env[i]; i++) {
+    bool inherited = false;
+    for (size_t j = 0; environ[j] && !inherited; j++)
+      inherited = env[i] == environ[j];
+    if (!inherited)
+      free(env[i]);
+  }
+  free(env);
+}
+
+static int engine_kvik_oneshot(struct bench *b) {
+  char size[32], compat[16];
+  snprintf(size, sizeof size, "%zu", b->size);
+  snprintf(compat, sizeof compat, "%d", b->o.io.compat);
+  char *argv[16];
+  int argc = 0;
+  argv[argc++] = "kvik";
+  argv[argc++] = "__oneshot";
+  argv[argc++] = b->path;
+  argv[argc++] = size;
+  argv[argc++] = b->o.mem == MEM_DEVICE ? "device" : "host";
+  argv[argc++] = compat;
+  if (b->o.verify)
+    argv[argc++] = "--verify";
+  if (cli_hugepages)
+    argv[argc++] = "--hugepages";
+  argv[argc] = NULL;
+
+  int fds[2] = {-1, -1};
+  char **env = child_env(b);
+  posix_spawn_file_actions_t fa;
+  bool fa_ok = false;
+  pid_t pid = -1;
+  int rc = CLI_FAIL, err;
+  if (!env) {
+    cli_err("bench: out of memory for the one-shot process's environment");
+    return CLI_FAIL;
+  }
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    cli_err("bench: pipe: %s", strerror(errno));
+    goto out;
+  }
+  fa_ok = posix_spawn_file_actions_init(&fa) == 0 &&
+          posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO) == 0;
+  if (!fa_ok) {
+    cli_err("bench: posix_spawn_file_actions: out of memory");
+    goto out;
+  }
+  fflush(stdout);
+  fflush(stderr);
+  double t0 = cli_now();
+  if ((err = posix_spawn(&pid, b->exe, &fa, NULL, argv, env)) != 0) {
+    cli_err("bench: cannot run %s for a one-shot read: %s", b->exe, strerror(err));
+    pid = -1;
+    goto out;
+  }
+  close(fds[1]);
+  fds[1] = -1;
+  char line[512];
+  size_t got = 0;
+  for (;;) {
+    ssize_t n = read(fds[0], line + got, sizeof line - 1 - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    got += (size_t)n;
+    if (got == sizeof line - 1)
+      break;
+  }
+  line[got] = '\0';
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    ;
+  pid = -1;
+  double t1 = cli_now();
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    cli_err("bench: the one-shot read of %s (a fresh process) failed: %s %d", b->path,
+            WIFEXITED(st) ? "exit status" : "signal",
+            WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    goto out;
+  }
+  double *p = b->last_parts;
+  if (sscanf(line, "oneshot open=%lf submit=%lf wait=%lf close=%lf", &p[PART_OPEN], &p[PART_SUBMIT],
+             &p[PART_WAIT], &p[PART_CLOSE]) != 4) {
+    cli_err("bench: the one-shot process reported \"%s\"", line);
+    goto out;
+  }
+  p[PART_PROCESS] = t1 - t0;
+  b->reported = p[PART_OPEN] + p[PART_SUBMIT] + p[PART_WAIT];
+  rc = CLI_OK;
+out:
+  if (pid > 0)
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+  if (fa_ok)
+    posix_spawn_file_actions_destroy(&fa);
+  if (fds[0] >= 0)
+    close(fds[0]);
+  if (fds[1] >= 0)
+    close(fds[1]);
+  free_env(env);
+  return rc;
+}
+
+/* The fresh process: `kvik __oneshot PATH SIZE host|device COMPAT [--verify] [--hugepages]`.
+ * Not a user command (main.c does not list it). Prints one line on stdout:
+ * "oneshot open=S submit=S wait=S close=S bytes=N". */
+int cmd_bench_oneshot(int argc, char **argv) {
+  uint64_t size = 0;
+  bool verify = false, device = false;
+  if (argc < 5 || cli_parse_u64(argv[2], 1, SSIZE_MAX, &size) < 0) {
+    cli_err("__oneshot: usage: kvik __oneshot PATH SIZE host|device COMPAT [--verify] "
+            "[--hugepages] (run by kvik bench)");
+    return CLI_USAGE;
+  }
+  device = strcmp(argv[3], "device") == 0;
+  int compat = atoi(argv[4]);
+  for (int i = 5; i < argc; i++) {
+    if (strcmp(argv[i], "--verify") == 0)
+      verify = true;
+    else if (strcmp(argv[i], "--hugepages") == 0)
+      cli_hugepages = true;
+  }
+  const char *path = argv[1];
+  /* The memory, as the user's program has it before loading: device memory from the driver
+   * (CUDA initialized, the context current), or fresh host pages never touched. */
+  uint64_t dbuf = 0;
+  unsigned char *hbuf = NULL;
+  if (device) {
+    if (cli_cuda_open() != 0 || cli_cuda_alloc(&dbuf, (size_t)size) != 0)
+      return CLI_FAIL;
+  } else {
+    void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      cli_err("__oneshot: cannot map %llu bytes: %s", (unsigned long long)size, strerror(errno));
+      return CLI_FAIL;
+    }
+    if (cli_hugepages)
+      madvise(p, (size_t)size, MADV_HUGEPAGE);
+    hbuf = p;
+  }
+  void *buf = device ? (void *)(uintptr_t)dbuf : (void *)hbuf;
+
+  kvik_file *f = NULL;
+  kvik_future *fut = NULL;
+  double t0 = cli_now();
+  int rc = kvik_file_open(&f, path, "r", 0, (kvik_compat)compat);
+  double t1 = cli_now();
+  if (rc < 0) {
+    cli_kvik_err(rc, "__oneshot: cannot open %s", path);
+    return CLI_FAIL;
+  }
+  rc = kvik_file_pread(f, buf, (size_t)size, 0, NULL, &fut);
+  double t2 = cli_now();
+  if (rc < 0) {
+    cli_kvik_err(rc, "__oneshot: kvik_file_pread %s", path);
+    return CLI_FAIL;
+  }
+  ssize_t n = kvik_future_wait(fut);
+  double t3 = cli_now();
+  if (n < 0) {
+    cli_kvik_err((int)n, "__oneshot: kvik_file_pread %s", path);
+    return CLI_FAIL;
+  }
+  rc = kvik_file_close(f);
+  double t4 = cli_now();
+  if (rc < 0) {
+    cli_kvik_err(rc, "__oneshot: closing %s", path);
+    return CLI_FAIL;
+  }
+  if ((uint64_t)n != size) {
+    cli_err("__oneshot: read %zd of %llu bytes of %s", n, (unsigned long long)size, path);
+    return CLI_FAIL;
+  }
+  if (verify) {
+    unsigned char *check = hbuf;
+    if (device && (!(check = malloc((size_t)size)) || cli_cuda_dtoh(check, dbuf, (size_t)size)))
+      return CLI_FAIL;
+    size_t bad = pattern_check(check, (size_t)size);
+    if (check != hbuf)
+      free(check);
+    if (bad != size) {
+      cli_err("__oneshot: the one-shot read of %s returned wrong data at offset %zu", path, bad);
+      return CLI_FAIL;
+    }
+  }
+  printf("oneshot open=%.9f submit=%.9f wait=%.9f close=%.9f bytes=%zd\n", t1 - t0, t2 - t1,
+         t3 - t2, t4 - t3, n);
+  fflush(stdout);
+  /* The process ends here: the buffers go with it. */
+  return CLI_OK;
+}
+
 #define HOST (1u << MEM_HOST)
 #define DEV (1u << MEM_DEVICE)
 #define HOT (1u << CACHE_HOT)
@@ -337,27 +794,37 @@ static int engine_copy_pwrite(struct bench *b) {
  * O_DIRECT when kvik's reads or writes use it); the O_DIRECT baselines run only then. Device
  * memory: see the comment at the top. */
 static const struct engine engines[] = {
-    {"kvik", OP_WRITE, false, false, HOST | DEV, BOTH, LIM_NONE, false, false, engine_kvik_write},
-    {"kvik", OP_WRITE, false, false, DEV, BOTH, LIM_NONE, false, true, engine_kvik_write_other},
-    {"pwrite", OP_WRITE, true, false, HOST, BOTH, LIM_NONE, false, false, engine_pwrite},
+    {"kvik", OP_WRITE, false, false, HOST | DEV, BOTH, LIM_NONE, false, false, engine_kvik_write,
+     false},
+    {"kvik", OP_WRITE, false, false, DEV, BOTH, LIM_NONE, false, true, engine_kvik_write_other,
+     false},
+    {"pwrite", OP_WRITE, true, false, HOST, BOTH, LIM_NONE, false, false, engine_pwrite, false},
     {"pwrite-direct", OP_WRITE, true, true, HOST, BOTH, LIM_NONE, false, false,
-     engine_pwrite_direct},
-    {"d2h-pinned", OP_WRITE, true, false, DEV, BOTH, LIM_LINK, true, false, engine_d2h_pinned},
-    {"pwrite-pinned", OP_WRITE, true, false, DEV, BOTH, LIM_IO, false, false, engine_pwrite_pinned},
+     engine_pwrite_direct, false},
+    {"d2h-pinned", OP_WRITE, true, false, DEV, BOTH, LIM_LINK, true, false, engine_d2h_pinned,
+     false},
+    {"pwrite-pinned", OP_WRITE, true, false, DEV, BOTH, LIM_IO, false, false, engine_pwrite_pinned,
+     false},
     {"pwrite-direct-mt", OP_WRITE, true, true, DEV, BOTH, LIM_IO, false, false,
-     engine_pwrite_direct_mt},
-    {"copy+pwrite", OP_WRITE, true, false, DEV, BOTH, LIM_NAIVE, false, false, engine_copy_pwrite},
-    {"kvik", OP_READ, false, false, HOST | DEV, BOTH, LIM_NONE, false, false, engine_kvik_read},
-    {"pread", OP_READ, true, false, HOST, BOTH, LIM_NONE, false, false, engine_pread},
-    {"pread-direct", OP_READ, true, true, HOST, BOTH, LIM_NONE, false, false, engine_pread_direct},
+     engine_pwrite_direct_mt, false},
+    {"copy+pwrite", OP_WRITE, true, false, DEV, BOTH, LIM_NAIVE, false, false, engine_copy_pwrite,
+     false},
+    {"kvik", OP_READ, false, false, HOST | DEV, BOTH, LIM_NONE, false, false, engine_kvik_read,
+     false},
+    {"kvik-oneshot", OP_READ, false, false, HOST | DEV, BOTH, LIM_NONE, false, false,
+     engine_kvik_oneshot, true},
+    {"pread", OP_READ, true, false, HOST, BOTH, LIM_NONE, false, false, engine_pread, false},
+    {"pread-direct", OP_READ, true, true, HOST, BOTH, LIM_NONE, false, false, engine_pread_direct,
+     false},
     {"pread-pinned-mt", OP_READ, true, false, DEV, HOT, LIM_IO, false, false,
-     engine_pread_pinned_mt},
-    {"h2d-pinned", OP_READ, true, false, DEV, HOT, LIM_LINK, true, false, engine_h2d_pinned},
+     engine_pread_pinned_mt, false},
+    {"h2d-pinned", OP_READ, true, false, DEV, HOT, LIM_LINK, true, false, engine_h2d_pinned, false},
     {"pread-direct-1t", OP_READ, true, true, DEV, COLD, LIM_IO, false, false,
-     engine_pread_direct_1t},
+     engine_pread_direct_1t, false},
     {"pread-direct-mt", OP_READ, true, true, DEV, COLD, LIM_IO, false, false,
-     engine_pread_direct_mt},
-    {"pread+copy", OP_READ, true, false, DEV, BOTH, LIM_NAIVE, false, false, engine_pread_copy},
+     engine_pread_direct_mt, false},
+    {"pread+copy", OP_READ, true, false, DEV, BOTH, LIM_NAIVE, false, false, engine_pread_copy,
+     false},
 };
 #define NENGINES (sizeof engines / sizeof engines[0])
 
@@ -453,11 +920,21 @@ static void bench_usage(FILE *out) {
         "  --force              overwrite an existing non-empty --file\n"
         "  --json               one JSON object per measurement on stdout instead of the table\n"
         "  --json-out PATH      also append the JSON objects to PATH (with the table on stdout)\n"
+        "  --no-oneshot         skip the one-shot reads (kvik-oneshot, see below)\n"
+        "  --probe quick|full|off  the O_DIRECT probe of the disk (default: quick, where cold\n"
+        "                       reads run); quick: 1, 4, 16, 64 threads x 1, 4, 16 MiB blocks;\n"
+        "                       full: 1..64 threads x 256 KiB..16 MiB\n"
+        "  --probe-time SECONDS time for the whole probe sweep (default 20 quick, 120 full);\n"
+        "                       each configuration reads the file at most once\n"
         "  --url URL            read a remote object instead ('kvik bench --url URL --help')\n"
         "\n"
         "Writes end with an untimed fdatasync (timed with --sync), so no dirty pages carry over.\n"
         "Hot: the file's pages are read into the page cache first. Cold: they are dropped first\n"
-        "(kvik_drop_file_cache); on tmpfs, which has no backing store, cold runs are skipped.\n",
+        "(kvik_drop_file_cache); on tmpfs, which has no backing store, cold runs are skipped.\n"
+        "kvik-oneshot: what a user meets first: a fresh process (this program run again) reads\n"
+        "the file once into freshly allocated memory, timing kvik_file_open to the end of\n"
+        "kvik_future_wait; reported beside kvik's steady state, with its first calls broken\n"
+        "down. Cold reads are also put against the best configuration of the O_DIRECT probe.\n",
         out);
 }
 
@@ -479,6 +956,9 @@ enum {
   OPT_FORCE,
   OPT_JSON,
   OPT_JSON_OUT,
+  OPT_PROBE,
+  OPT_PROBE_TIME,
+  OPT_NO_ONESHOT,
 };
 
 static int bad_value(const char *opt, const char *value, const char *expected) {
@@ -506,6 +986,9 @@ static int parse_args(int argc, char **argv, struct bench_opts *o) {
       {"force", no_argument, NULL, OPT_FORCE},
       {"json", no_argument, NULL, OPT_JSON},
       {"json-out", required_argument, NULL, OPT_JSON_OUT},
+      {"probe", required_argument, NULL, OPT_PROBE},
+      {"probe-time", required_argument, NULL, OPT_PROBE_TIME},
+      {"no-oneshot", no_argument, NULL, OPT_NO_ONESHOT},
       {NULL, 0, NULL, 0},
   };
   uint64_t v;
@@ -574,6 +1057,22 @@ static int parse_args(int argc, char **argv, struct bench_opts *o) {
     case OPT_FORCE: o->force = true; break;
     case OPT_JSON: o->json = true; break;
     case OPT_JSON_OUT: o->json_out = optarg; break;
+    case OPT_PROBE:
+      if (strcmp(optarg, "quick") == 0)
+        o->probe = PROBE_QUICK;
+      else if (strcmp(optarg, "full") == 0)
+        o->probe = PROBE_FULL;
+      else if (strcmp(optarg, "off") == 0)
+        o->probe = PROBE_OFF;
+      else
+        return bad_value("--probe", optarg, "quick, full or off");
+      break;
+    case OPT_PROBE_TIME:
+      if (cli_parse_u64(optarg, 1, 3600, &v) < 0)
+        return bad_value("--probe-time", optarg, "seconds, from 1 to 3600");
+      o->probe_time = (double)v;
+      break;
+    case OPT_NO_ONESHOT: o->no_oneshot = true; break;
     default: bench_usage(stderr); return CLI_USAGE;
     }
   }
@@ -712,10 +1211,9 @@ static int open_file(struct bench *b) {
     cli_err("bench: %s: %s", b->path, strerror(errno));
     return CLI_FAIL;
   }
-  /* Only needed when kvik goes direct (host memory), or for the disk limits (device memory);
-   * a filesystem that refuses O_DIRECT gets no such baseline (and kvik there runs buffered). */
-  if (b->direct_read || b->direct_write || b->o.mem == MEM_DEVICE)
-    b->dfd = open(b->path, (b->o.no_write ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+  /* For the O_DIRECT baselines (where kvik goes direct, or in device mode) and the disk probe;
+   * a filesystem that refuses O_DIRECT gets neither (and kvik there runs buffered). */
+  b->dfd = open(b->path, (b->o.no_write ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
   /* Device memory: a second kvik handle in the other write mode, so both are measured. */
   if (b->o.mem == MEM_DEVICE && !b->o.no_write) {
     uint64_t dw = 0;
@@ -852,13 +1350,14 @@ static int measure_once(struct bench *b, struct result *r, unsigned rep) {
   const struct engine *e = r->e;
   double t0, t1;
 
-  bool dev_kvik = b->o.mem == MEM_DEVICE && !e->baseline;
+  bool dev_kvik = b->o.mem == MEM_DEVICE && !e->baseline && !e->fresh;
   if (!e->nofile && set_cache(b, r->cache) != CLI_OK)
     return CLI_FAIL;
-  if (e->op == OP_READ && b->o.verify && !e->nofile) {
+  if (e->op == OP_READ && b->o.verify && !e->nofile && !e->fresh) {
     if (dev_kvik ? cli_cuda_memset(b->dbuf, 0, b->size) != 0 : (memset(b->buf, 0, b->size), 0))
       return CLI_FAIL;
   }
+  b->reported = -1;
   t0 = cli_now();
   if (e->run(b) != CLI_OK)
     return CLI_FAIL;
@@ -868,7 +1367,7 @@ static int measure_once(struct bench *b, struct result *r, unsigned rep) {
   if (e->op == OP_WRITE && !b->o.sync && !e->nofile && sync_file(b) != CLI_OK)
     return CLI_FAIL;
   /* Checked: kvik's reads, and the baselines that read the file into b->buf. */
-  bool check = e->op == OP_READ && b->o.verify && !e->nofile &&
+  bool check = e->op == OP_READ && b->o.verify && !e->nofile && !e->fresh &&
                (dev_kvik || b->o.mem == MEM_HOST || e->run == engine_pread_copy);
   if (check && dev_kvik && cli_cuda_dtoh(b->buf, b->dbuf, b->size) != 0)
     return CLI_FAIL;
@@ -879,7 +1378,9 @@ static int measure_once(struct bench *b, struct result *r, unsigned rep) {
       return CLI_FAIL;
     }
   }
-  r->runs[rep] = t1 - t0;
+  r->runs[rep] = b->reported >= 0 ? b->reported : t1 - t0;
+  if (e->fresh)
+    memcpy(b->parts[r->cache][rep], b->last_parts, sizeof b->last_parts);
   return CLI_OK;
 }
 
@@ -899,6 +1400,53 @@ static void json_string(FILE *out, const char *s) {
 
 static double gbps(size_t bytes, double seconds) {
   return seconds > 0 ? (double)bytes / seconds / 1e9 : 0;
+}
+
+/* The steady-state kvik read of the same cache state as the fresh-process result i, or -1. */
+static int steady_of(const struct result *res, size_t n, size_t i) {
+  for (size_t j = 0; j < n; j++)
+    if (res[j].e->run == engine_kvik_read && res[j].cache == res[i].cache)
+      return (int)j;
+  return -1;
+}
+
+/* A part of the one-shot reads' first calls, summarized over the runs like the totals. */
+static double part_stat(const struct bench *b, enum cache c, int part) {
+  double v[MAX_REPEAT];
+  for (unsigned k = 0; k < b->o.repeat; k++)
+    v[k] = b->parts[c][k][part];
+  return summarize(v, b->o.repeat, b->o.stat);
+}
+
+/* The probe's best configuration, for kvik's cold reads (NULL for other results). */
+static const struct probe_result *probe_ref(const struct bench *b, const struct result *r) {
+  if (r->e->baseline || r->e->op != OP_READ || r->cache != CACHE_COLD || b->best_probe < 0)
+    return NULL;
+  return &b->probes[b->best_probe];
+}
+
+/* One line per configuration of the O_DIRECT probe; the best one has "best":true. */
+static void print_probe_json(FILE *out, const struct bench *b) {
+  for (size_t i = 0; i < b->nprobes; i++) {
+    const struct probe_result *p = &b->probes[i];
+    fprintf(out,
+            "{\"op\":\"read\",\"cache\":\"cold\",\"engine\":\"probe-direct\",\"baseline\":true,"
+            "\"mem\":\"host\",\"bytes\":%zu,\"seconds\":%.6f,\"gbps\":%.3f,\"stat\":\"single\","
+            "\"repeat\":1,\"runs\":[%.6f],\"threads\":%u,\"task_size\":%zu,\"direct_io\":1,"
+            "\"sync\":false,\"block_size\":%zu,\"queue_depth\":%u,\"best\":%s,\"probe\":\"%s\"",
+            p->bytes, p->seconds, probe_gbps(p), p->seconds, p->threads, p->block, p->block,
+            p->threads, (int)i == b->best_probe ? "true" : "false",
+            b->o.probe == PROBE_FULL ? "full" : "quick");
+    if (b->o.mem == MEM_DEVICE) {
+      fprintf(out, ",\"gpu\":");
+      json_string(out, b->gpu.name);
+    }
+    fprintf(out, ",\"fs\":");
+    json_string(out, b->pinfo.fs_type);
+    fprintf(out, ",\"file\":");
+    json_string(out, b->path);
+    fprintf(out, ",\"version\":\"%s\"}\n", kvik_version());
+  }
 }
 
 static void print_json(FILE *out, const struct bench *b, const struct result *res, size_t n) {
@@ -926,6 +1474,20 @@ static void print_json(FILE *out, const struct bench *b, const struct result *re
     if (b->o.mem == MEM_DEVICE && r->naive >= 0)
       fprintf(out, ",\"vs_naive\":\"%s\",\"ratio_naive\":%.3f", res[r->naive].e->name,
               r->seconds > 0 ? res[r->naive].seconds / r->seconds : 0);
+    int steady = e->fresh ? steady_of(res, n, i) : -1;
+    if (steady >= 0)
+      fprintf(out, ",\"vs_steady\":\"%s\",\"ratio_steady\":%.3f", res[steady].e->name,
+              r->seconds > 0 ? res[steady].seconds / r->seconds : 0);
+    if (e->fresh)
+      for (int k = 0; k < PART_COUNT; k++)
+        fprintf(out, ",\"%s_seconds\":%.6f", part_names[k], part_stat(b, r->cache, k));
+    const struct probe_result *best = probe_ref(b, r);
+    if (best)
+      fprintf(out,
+              ",\"vs_probe\":\"probe-direct\",\"ratio_probe\":%.3f,\"probe_threads\":%u,"
+              "\"probe_block_size\":%zu",
+              probe_gbps(best) > 0 ? gbps(b->size, r->seconds) / probe_gbps(best) : 0,
+              best->threads, best->block);
     if (b->o.mem == MEM_DEVICE) {
       fprintf(out, ",\"gpu\":");
       json_string(out, b->gpu.name);
@@ -936,6 +1498,7 @@ static void print_json(FILE *out, const struct bench *b, const struct result *re
     json_string(out, b->path);
     fprintf(out, ",\"version\":\"%s\"}\n", kvik_version());
   }
+  print_probe_json(out, b);
 }
 
 static void print_header(const struct bench *b) {
@@ -967,6 +1530,52 @@ static void print_header(const struct bench *b) {
   fflush(stdout);
 }
 
+/* After the table: the one-shot reads' first calls, and the O_DIRECT probe with kvik's cold
+ * reads against its best configuration. */
+static void print_extras(const struct bench *b, const struct result *res, size_t n) {
+  char bs[32];
+  bool first = true;
+  for (size_t i = 0; i < n; i++) {
+    const struct result *r = &res[i];
+    if (!r->e->fresh)
+      continue;
+    if (first)
+      printf("\none-shot reads (a fresh process reading into fresh memory; %s of %u):\n",
+             b->o.stat == STAT_BEST ? "best" : "median", b->o.repeat);
+    first = false;
+    int steady = steady_of(res, n, i);
+    printf("  %-4s %.2f GB/s", cache_names[r->cache], gbps(b->size, r->seconds));
+    if (steady >= 0)
+      printf(", %.2f of kvik's steady %.2f GB/s",
+             r->seconds > 0 ? res[steady].seconds / r->seconds : 0,
+             gbps(b->size, res[steady].seconds));
+    printf("\n       first calls (ms): open %.3f, pread call %.3f, wait %.3f, close %.3f; "
+           "the process %.3f s\n",
+           part_stat(b, r->cache, PART_OPEN) * 1e3, part_stat(b, r->cache, PART_SUBMIT) * 1e3,
+           part_stat(b, r->cache, PART_WAIT) * 1e3, part_stat(b, r->cache, PART_CLOSE) * 1e3,
+           part_stat(b, r->cache, PART_PROCESS));
+  }
+  if (b->best_probe < 0)
+    return;
+  const struct probe_result *best = &b->probes[b->best_probe];
+  printf("\nthe disk (O_DIRECT probe, %s sweep, page-aligned host memory, GB/s):\n",
+         b->o.probe == PROBE_FULL ? "full" : "quick");
+  for (size_t i = 0; i < b->nprobes; i++) {
+    const struct probe_result *p = &b->probes[i];
+    if (i == 0 || p->block != b->probes[i - 1].block)
+      printf("%s  %8s:", i ? "\n" : "", cli_fmt_size(p->block, bs, sizeof bs));
+    bool more = i + 1 < b->nprobes && b->probes[i + 1].block == p->block;
+    printf(" %u thr %.2f%s%s", p->threads, probe_gbps(p), (int)i == b->best_probe ? "*" : "",
+           more ? "," : "");
+  }
+  printf("\n  best: %.2f GB/s with %u threads x %s\n", probe_gbps(best), best->threads,
+         cli_fmt_size(best->block, bs, sizeof bs));
+  for (size_t i = 0; i < n; i++)
+    if (probe_ref(b, &res[i]))
+      printf("  %-13s cold read: %.2f of the best\n", engine_name(b, res[i].e),
+             probe_gbps(best) > 0 ? gbps(b->size, res[i].seconds) / probe_gbps(best) : 0);
+}
+
 static void print_table(const struct bench *b, const struct result *res, size_t n) {
   if (b->o.mem == MEM_DEVICE) {
     printf("\n%-6s %-5s %-17s %9s %8s  %s\n", "op", "cache", "engine", "seconds", "GB/s",
@@ -987,6 +1596,7 @@ static void print_table(const struct bench *b, const struct result *res, size_t 
            "h2d-pinned); cold read\nthe best pread-direct; write the slower of d2h-pinned and the "
            "best raw write of the same mode.\n",
            b->o.stat == STAT_BEST ? "best" : "median", b->o.repeat);
+    print_extras(b, res, n);
     return;
   }
   printf("\n%-6s %-5s %-13s %9s %8s %7s\n", "op", "cache", "engine", "seconds", "GB/s", "ratio");
@@ -1003,6 +1613,7 @@ static void print_table(const struct bench *b, const struct result *res, size_t 
          "one in kvik's own mode (buffered, or O_DIRECT when kvik's reads or writes use it)%s.\n",
          b->o.stat == STAT_BEST ? "best" : "median", b->o.repeat,
          b->o.sync ? "; write times include fdatasync" : "");
+  print_extras(b, res, n);
 }
 
 static int run_all(struct bench *b) {
@@ -1025,7 +1636,7 @@ static int run_all(struct bench *b) {
           continue;
         if (e->direct && ((!dev && !kvik_direct) || b->dfd < 0))
           continue;
-        if (e->other_mode && !b->f2)
+        if ((e->other_mode && !b->f2) || (e->fresh && b->o.no_oneshot))
           continue;
         res[n] =
             (struct result){.e = e, .cache = cache, .runs = runs[n], .baseline = -1, .naive = -1};
@@ -1043,7 +1654,14 @@ static int run_all(struct bench *b) {
   }
   total_runs = n * b->o.repeat;
 
+  bool probed = b->o.probe == PROBE_OFF;
   for (size_t i = 0; i < n;) {
+    /* The disk's limit, measured right before kvik's cold reads that it bounds. */
+    if (!probed && res[i].e->op == OP_READ && res[i].cache == CACHE_COLD) {
+      if (run_probe(b) != CLI_OK)
+        return CLI_FAIL;
+      probed = true;
+    }
     /* The device write baselines write whatever their pinned buffers hold: with --verify, the
      * pattern goes back into the file (untimed) before reads are checked. */
     if (b->o.mem == MEM_DEVICE && b->o.verify && res[i].e->op == OP_READ && i > 0 &&
@@ -1066,6 +1684,9 @@ static int run_all(struct bench *b) {
     }
     i = end;
   }
+  /* Asked for by name, the probe runs even where no cold read does. */
+  if (!probed && b->o.probe != PROBE_AUTO && run_probe(b) != CLI_OK)
+    return CLI_FAIL;
   cli_progress_done();
 
   for (size_t i = 0; i < n; i++)
@@ -1117,6 +1738,18 @@ static int bench_setup(struct bench *b) {
 
   if (cli_io_settings_apply(&b->o.io, &b->pool) != CLI_OK)
     return CLI_FAIL;
+  /* The one-shot reads run this very program again. */
+  ssize_t len = readlink("/proc/self/exe", b->exe, sizeof b->exe - 1);
+  if (len <= 0 || (size_t)len >= sizeof b->exe - 1) {
+    if (!b->o.no_oneshot) {
+      cli_err("bench: cannot find this program (/proc/self/exe) to run its one-shot reads: %s "
+              "(use --no-oneshot)",
+              len < 0 ? strerror(errno) : "path too long");
+      return CLI_FAIL;
+    }
+    len = 0;
+  }
+  b->exe[len] = '\0';
   if (b->o.mem == MEM_DEVICE && device_setup(b) != CLI_OK)
     return CLI_FAIL;
   if (choose_file(b) != CLI_OK)
@@ -1215,6 +1848,7 @@ int cmd_bench(int argc, char **argv) {
 
   memset(&b, 0, sizeof b);
   b.fd = b.dfd = -1;
+  b.best_probe = -1;
   rc = parse_args(argc, argv, &b.o);
   if (rc != CLI_OK)
     return rc < 0 ? CLI_OK : rc; /* -1: --help was printed */

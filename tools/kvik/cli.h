@@ -20,6 +20,8 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
+/* The fresh process of kvik bench's one-shot reads (`kvik __oneshot`, not listed). */
+int cmd_bench_oneshot(int argc, char **argv);
 
 /* ---- messages ------------------------------------------------------------------------- */
 

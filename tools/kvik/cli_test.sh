@@ -47,6 +47,11 @@ expect 1 'KVIKIO_TASK_SIZE.*abc' env KVIKIO_TASK_SIZE=abc "$kvik" info
 expect 0 'I/O path +posix' "$kvik" info "$work"
 [[ -z $(find "$work" -name '.kvik-info-*') ]] || { echo "FAIL: kvik info left its probe file"; failures=$((failures + 1)); }
 expect 0 'filesystem' "$kvik" info "$kvik"
+# How much of a file is cached: all of it right after it is written and read.
+head -c 100000 /dev/urandom >"$work/cached"
+cat "$work/cached" >/dev/null
+expect 0 'page cache +([0-9]+) of \1 pages cached \(100\.0%' "$kvik" info "$work/cached"
+if grep -Eq 'page cache' < <("$kvik" info "$work"); then echo "FAIL: kvik info counts a directory's pages"; failures=$((failures + 1)); fi
 expect 1 'no-such-dir' "$kvik" info "$work/no-such-dir"
 # Files kvik cannot serve are refused at once, naming the type (a FIFO's open used to block
 # forever): timeout turns a hang into exit 124.
@@ -67,6 +72,15 @@ expect 2 'needs|give it with --file' "$kvik" bench --no-write
 expect 0 '^read +hot +kvik ' env TMPDIR="$work" "$kvik" bench --size 4M --repeat 2 --verify
 grep -Eq '^read +hot +pread ' "$work/out" || { echo "FAIL: no pread baseline row"; failures=$((failures + 1)); }
 grep -Eq '^write +hot +pwrite ' "$work/out" || { echo "FAIL: no pwrite baseline row"; failures=$((failures + 1)); }
+# The one-shot reads (a fresh process, --verify checking its bytes) beside the steady state.
+grep -Eq '^read +hot +kvik-oneshot ' "$work/out" || { echo "FAIL: no kvik-oneshot row"; failures=$((failures + 1)); }
+grep -Eq 'hot +[0-9.]+ GB/s, [0-9.]+ of kvik.s steady' "$work/out" || { echo "FAIL: no one-shot summary"; failures=$((failures + 1)); }
+grep -Eq 'first calls \(ms\): open [0-9.]+, pread call [0-9.]+, wait [0-9.]+' "$work/out" || { echo "FAIL: no first-call breakdown"; failures=$((failures + 1)); }
+expect 0 '' env TMPDIR="$work" "$kvik" bench --size 1M --repeat 1 --no-oneshot --cache hot
+if grep -q 'kvik-oneshot' "$work/out"; then echo "FAIL: --no-oneshot ran it"; failures=$((failures + 1)); fi
+expect 2 'invalid --probe' "$kvik" bench --probe sometimes
+expect 2 'invalid --probe-time' "$kvik" bench --probe-time 0
+expect 2 'usage: kvik __oneshot' "$kvik" __oneshot
 [[ -z $(find "$work" -name 'kvik-bench-*') ]] || { echo "FAIL: bench left its temporary file"; failures=$((failures + 1)); }
 
 expect 2 'invalid --size' "$kvik" bench --size 1M+13
@@ -79,6 +93,12 @@ if "$kvik" info "$work" | grep -Eq 'O_DIRECT +supported'; then
   fields+=('"engine":"pread-direct"' '"engine":"pwrite-direct"')
 fi
 cp "$work/json" "$work/out"
+fields+=('"engine":"kvik-oneshot".*"vs_steady":"kvik","ratio_steady":[0-9.]+,"open_seconds":[0-9.]+,"submit_seconds":[0-9.]+,"wait_seconds":[0-9.]+,"close_seconds":[0-9.]+,"process_seconds":[0-9.]+')
+# Where cold reads run (not tmpfs), the O_DIRECT probe runs before them.
+if grep -q '"cache":"cold"' "$work/out"; then
+  fields+=('"engine":"probe-direct","baseline":true.*"block_size":[0-9]+,"queue_depth":[0-9]+,"best":true,"probe":"quick"'
+    '"cache":"cold","engine":"kvik",.*"vs_probe":"probe-direct","ratio_probe":[0-9.]+,"probe_threads":[0-9]+,"probe_block_size":[0-9]+')
+fi
 lines=$(grep -c '^{"op":' "$work/out" || true)
 [[ $lines -ge 4 ]] || { echo "FAIL: expected at least 4 JSON lines, got $lines"; failures=$((failures + 1)); }
 for field in "${fields[@]}"; do

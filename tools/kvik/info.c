@@ -17,8 +17,9 @@ static void info_usage(FILE *out) {
         "Prints kvik's version, every setting with its value and where the value came from\n"
         "(default, env, set), the default thread pool's size, and the CUDA driver and each GPU\n"
         "(name, memory, PCI bus, memory kinds) when CUDA is there. With PATH (a file or a\n"
-        "directory): the filesystem, block device and O_DIRECT support there, and the I/O path\n"
-        "kvik takes for a file at PATH (for a directory, a temporary file created in it).\n"
+        "directory): the filesystem, block device and O_DIRECT support there, how much of a\n"
+        "file is in the page cache, and the I/O path kvik takes for a file at PATH (for a\n"
+        "directory, a temporary file created in it).\n"
         "\n"
         "Exit status: 0 on success, 1 if the configuration is invalid or PATH cannot be\n"
         "examined, 2 on a usage error.\n",
@@ -138,6 +139,28 @@ static int probe_file(const char *path, char *probe, size_t len, bool *temporary
   return CLI_OK;
 }
 
+/* How much of a regular file is in the page cache (nothing for a directory or a device). */
+static int print_page_cache(const char *path) {
+  struct stat st;
+  size_t cached = 0, total = 0;
+  char a[32], b[32];
+
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+    return CLI_OK;
+  int rc = kvik_page_cache_info(path, 0, 0, &cached, &total);
+  if (rc < 0) {
+    cli_kvik_err(rc, "page cache of %s", path);
+    return CLI_FAIL;
+  }
+  long page = sysconf(_SC_PAGESIZE);
+  uint64_t cbytes = (uint64_t)cached * (uint64_t)(page > 0 ? page : 4096);
+  printf("  %-16s %zu of %zu pages cached (%.1f%%; %s of %s)\n", "page cache", cached, total,
+         total ? 100.0 * (double)cached / (double)total : 100.0,
+         cli_fmt_size(cbytes < (uint64_t)st.st_size ? cbytes : (uint64_t)st.st_size, a, sizeof a),
+         cli_fmt_size((uint64_t)st.st_size, b, sizeof b));
+  return CLI_OK;
+}
+
 static int print_path(const char *path) {
   struct kvik_path_info pi = {.sz = sizeof pi};
   struct kvik_file_info fi = {.sz = sizeof fi};
@@ -159,6 +182,8 @@ static int print_path(const char *path) {
     printf("  %-16s none (%u:%u, a virtual filesystem)\n", "block device", pi.dev_major,
            pi.dev_minor);
   printf("  %-16s %s\n", "O_DIRECT", pi.direct_io ? "supported" : "refused (buffered I/O only)");
+  if (print_page_cache(path) != CLI_OK)
+    return CLI_FAIL;
 
   if (probe_file(path, probe, sizeof probe, &temporary) != CLI_OK)
     goto out;
