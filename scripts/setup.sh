@@ -9,8 +9,9 @@ set -euo pipefail
 # installed here); nginx and python3 for the servers the remote tests start, openssl for the
 # throwaway CA of the TLS tests (S3 tests also want python's moto, which Debian 12 does not
 # package: .ci/run installs it with pip, and without it those tests are skipped with the reason).
+# groff-base and man-db render the man pages in the 'man' test.
 packages=(build-essential cmake ninja-build pkg-config clang libclang-rt-dev libcmocka-dev
-  libcurl4-openssl-dev nginx openssl python3)
+  libcurl4-openssl-dev nginx openssl python3 groff-base man-db)
 
 # --packages: print the list (for .ci/run) and stop.
 if [[ ${1:-} == --packages ]]; then

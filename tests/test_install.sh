@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the current build into a temporary prefix with `cmake --install`, then builds and
-# runs a small program against it twice: through pkg-config (kvik.pc) and through a CMake
-# project that uses find_package(kvik) and kvik::kvik.
+# runs a small program against it: through pkg-config (kvik.pc; kvik.pc --static and
+# kvik-static.pc, checking that the static links do not need libkvik.so) and through a CMake
+# project that uses find_package(kvik) with kvik::kvik and kvik::kvik_static.
 #
 # usage: test_install.sh BUILD_DIR SOURCE_DIR C_COMPILER GENERATOR "SANITIZE_FLAGS"
 # Exit 77 (skip) only when pkg-config is missing.
@@ -76,6 +77,44 @@ if command -v ldd >/dev/null 2>&1; then
   }
 fi
 
+# needs_libkvik_so PROGRAM: true if the program's dynamic section names libkvik.so.
+needs_libkvik_so() { readelf -d "$1" | grep NEEDED | grep -q 'libkvik\.so'; }
+
+echo "== static linking through pkg-config"
+# kvik.pc with --static: Libs plus Libs.private, which must name only libraries that are there
+# (libcurl's own private dependencies are not, on Debian 12 with libcurl4-openssl-dev). The
+# linker still takes libkvik.so over libkvik.a for -lkvik: that is what kvik-static.pc is for.
+libs=$(PKG_CONFIG_PATH="$pcdir" pkg-config --static --libs kvik)
+echo "pkg-config --static --libs kvik: $libs"
+# shellcheck disable=SC2086
+"$cc" -std=c17 -Wall -Werror $san_flags $cflags "$src_dir/tests/install/smoke.c" \
+  -o "$work/smoke-pc-static" $libs || {
+  echo "FAIL: linking with pkg-config --static --libs kvik failed"
+  exit 1
+}
+LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$work/smoke-pc-static" "$work/data-pcs"
+# kvik-static.pc: libkvik.a itself, with or without --static; libcurl stays shared.
+for static in "" --static; do
+  libs=$(PKG_CONFIG_PATH="$pcdir" pkg-config $static --libs kvik-static) || {
+    echo "FAIL: pkg-config $static --libs kvik-static failed (no kvik-static.pc in $pcdir?)"
+    exit 1
+  }
+  echo "pkg-config $static --libs kvik-static: $libs"
+  # shellcheck disable=SC2086
+  "$cc" -std=c17 -Wall -Werror $san_flags $cflags "$src_dir/tests/install/smoke.c" \
+    -o "$work/smoke-static" $libs || {
+    echo "FAIL: linking with pkg-config $static --libs kvik-static failed"
+    exit 1
+  }
+  if needs_libkvik_so "$work/smoke-static"; then
+    echo "FAIL: linked through kvik-static.pc, the program still needs libkvik.so:"
+    readelf -d "$work/smoke-static" | grep NEEDED
+    exit 1
+  fi
+  # No LD_LIBRARY_PATH: nothing of kvik is loaded at run time.
+  "$work/smoke-static" "$work/data-static"
+done
+
 echo "== find_package(kvik) with CMAKE_PREFIX_PATH=$prefix"
 cmake -S "$src_dir/tests/install" -B "$work/consumer" -G "$generator" \
   -DCMAKE_C_COMPILER="$cc" -DCMAKE_PREFIX_PATH="$prefix" \
@@ -91,4 +130,9 @@ cmake --build "$work/consumer" >>"$work/consumer.log" 2>&1 || {
   exit 1
 }
 LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$work/consumer/smoke" "$work/data-cmake"
+"$work/consumer/smoke_static" "$work/data-cmake-static"
+if needs_libkvik_so "$work/consumer/smoke_static"; then
+  echo "FAIL: linked with kvik::kvik_static, the program still needs libkvik.so"
+  exit 1
+fi
 echo "PASS"

@@ -24,9 +24,19 @@ static void usage(FILE *out) {
         out);
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+  /* man/gen-man.sh builds kvik(1) from this text and each command's --help: its options, the
+   * exit status paragraph and the commands list above go there as they are. */
   fputs("\n"
+        "options:\n"
+        "  -h, --help     print this help and exit ('kvik help <command>' is\n"
+        "                 'kvik <command> --help')\n"
+        "  -V, --version  print the tool's version and the library's, and exit\n"
+        "\n"
         "'kvik <command> --help' describes a command's options. Settings not given as options\n"
-        "come from the KVIKIO_* environment variables (see 'kvik info').\n",
+        "come from the KVIKIO_* environment variables (see 'kvik info').\n"
+        "\n"
+        "Exit status: 0 on success, 1 when something failed (the library's message is printed,\n"
+        "with the code's name in brackets), 2 on a usage error.\n",
         out);
 }
 
