@@ -101,7 +101,7 @@ int kvik__servable(const char *fn, const char *path, unsigned mode) {
   if (S_ISREG(m) || S_ISBLK(m))
     return 0;
   if (S_ISDIR(m))
-    return kvik__err(-EISDIR, "%s %s: is a directory", fn, path);
+    return kvik__err(-EISDIR, "%s %s: %s", fn, path, kvik__errno_text(EISDIR));
   return kvik__err(KVIK_EUNSUPPORTED,
                    "%s %s: is %s; kvik serves regular files and block devices only", fn, path,
                    type_name(m));
