@@ -216,19 +216,15 @@ static int thread_stream(const struct kvik__cuda_api *cu, CUcontext ctx, struct 
 
 /* ---- the pipeline ------------------------------------------------------------------------- */
 
-/* Piece size: 1 MiB (or the half, if smaller). Measured on an H200 host (bench/exp_piece.sh,
+/* Piece size: KVIK_DEVIO_PIECE, 1 MiB (or the half, if smaller; the pipeline takes buffers of two
+ * pieces, KVIK__BOUNCE_PIPE). Measured on an H200 host (bench/exp_piece.sh,
  * 8 GiB hot read, 16 threads): 128 KiB pieces gave 14 GB/s, 256 KiB 18, 512 KiB 26, 1 MiB 39
  * (before reads were pipelined across chunks); a piece that grows with the task (4 MiB pieces
  * for 16 MiB tasks) waits longer for its last copy. */
 static size_t piece_size(size_t size, size_t half) {
   (void)size;
-#ifdef KVIK_DEVIO_PIECE /* a fixed piece size, only to measure the choice */
-  size_t p = KVIK_DEVIO_PIECE;
-#else
-  size_t p = (size_t)1 << 20;
-#endif
   size_t page = kvik__page_size();
-  p = (p + page - 1) / page * page;
+  size_t p = (KVIK_DEVIO_PIECE + page - 1) / page * page;
   return KVIK_MIN(p, half);
 }
 
@@ -251,7 +247,8 @@ static int pipe_begin(struct pipe *p, CUcontext ctx, size_t size) {
   CUresult r = p->cu->cuCtxPushCurrent_v2(ctx);
   if (r != CUDA_SUCCESS)
     return kvik__cuda_fail(r, "cuCtxPushCurrent_v2 (the buffer's context)");
-  if ((rc = thread_stream(p->cu, ctx, &p->ts)) != 0 || (rc = kvik__bounce_get(&p->b)) != 0) {
+  if ((rc = thread_stream(p->cu, ctx, &p->ts)) != 0 ||
+      (rc = kvik__bounce_get_class(&p->b, KVIK__BOUNCE_PIPE)) != 0) {
     CUcontext dummy;
     p->cu->cuCtxPopCurrent_v2(&dummy);
     return rc;

@@ -69,35 +69,50 @@ static void install_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent,
 
 static size_t bound(void) { return 4 * (size_t)kvik__cfg_u64(KVIK_CFG_NTHREADS) + 8; }
 
-static size_t wanted_size(void) {
+static size_t wanted_size(enum kvik__bounce_class c) {
   size_t page = kvik__page_size();
   size_t s = (size_t)kvik__cfg_u64(KVIK_CFG_BOUNCE_BUFFER_SIZE);
+  if (c == KVIK__BOUNCE_PIPE)
+    s = KVIK_MIN(s, 2 * KVIK_DEVIO_PIECE);
   return (s + page - 1) / page * page;
 }
 
+/* A buffer of this size is of a class the settings still ask for. */
+static bool current_size(size_t size) {
+  return size == wanted_size(KVIK__BOUNCE_IO) || size == wanted_size(KVIK__BOUNCE_PIPE);
+}
+
 int kvik__bounce_get(struct kvik__bounce *out) {
+  return kvik__bounce_get_class(out, KVIK__BOUNCE_IO);
+}
+
+int kvik__bounce_get_class(struct kvik__bounce *out, enum kvik__bounce_class c) {
   int rc = kvik__config_ready();
   if (rc)
     return rc;
   pthread_once(&atfork_once, install_atfork);
-  size_t size = wanted_size();
-  struct idle *stale = NULL;
+  size_t size = wanted_size(c);
+  struct idle *stale = NULL, *got = NULL;
   pthread_mutex_lock(&lock);
   while (n_in_use >= bound())
     pthread_cond_wait(&returned, &lock);
-  /* Idle buffers of another size (the setting changed) are freed rather than reused. */
-  while (idle_list && idle_list->size != size) {
-    struct idle *i = idle_list;
-    idle_list = i->next;
-    n_idle--;
-    n_allocated--;
-    i->next = stale;
-    stale = i;
-  }
-  struct idle *got = idle_list;
-  if (got) {
-    idle_list = got->next;
-    n_idle--;
+  /* The first idle buffer of this size is taken; idle buffers of a size no class asks for any
+   * more (the setting changed) are freed rather than reused. */
+  for (struct idle **pi = &idle_list; *pi;) {
+    struct idle *i = *pi;
+    if (!got && i->size == size) {
+      *pi = i->next;
+      got = i;
+      n_idle--;
+    } else if (!current_size(i->size)) {
+      *pi = i->next;
+      n_idle--;
+      n_allocated--;
+      i->next = stale;
+      stale = i;
+    } else {
+      pi = &i->next;
+    }
   }
   n_in_use++;
   if (n_in_use > n_peak)
@@ -140,7 +155,7 @@ void kvik__bounce_put(struct kvik__bounce *b) {
     return;
   pthread_mutex_lock(&lock);
   n_in_use--;
-  bool keep = b->gen == alloc_gen && b->size == wanted_size() && n_idle < bound();
+  bool keep = b->gen == alloc_gen && current_size(b->size) && n_idle < bound();
   if (keep) {
     struct idle *i = b->ptr;
     i->ptr = b->ptr;

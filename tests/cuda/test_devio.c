@@ -1256,6 +1256,27 @@ static void fault_out_of_pinned_memory(void **state) {
   free(path);
 }
 
+/* The device pipeline pins two 1 MiB pieces (KVIK__BOUNCE_PIPE), not KVIKIO_BOUNCE_BUFFER_SIZE:
+ * pinning is what a process's first device read waits for (issue #10). With 16 MiB bounce
+ * buffers set and 4 MiB of pinned memory allowed, blocking device reads and writes still work. */
+static void pipeline_pins_two_pieces(void **state) {
+  (void)state;
+  fault_prologue();
+  uint64_t seed;
+  char *path;
+  kvik_file *f = fault_open("pipe-pinned", &seed, &path);
+  ASSERT_CODE(kvik_config_set_u64(KVIK_CFG_BOUNCE_BUFFER_SIZE, 16 * MiB), 0);
+  kvik_bounce_trim();
+  assert_int_equal(fc.set("pinned_limit", (long)(4 * MiB)), 0);
+  ASSERT_CODE(kvik_file_write(f, dp(g_dsrc.d), FAULT_FILE, 0), FAULT_FILE);
+  expect_recovery(f, seed);
+  assert_int_equal(fc.set("pinned_limit", 0), 0);
+  kvik_bounce_trim();
+  ASSERT_CODE(fc.live("pinned"), 0);
+  ASSERT_CODE(kvik_file_close(f), 0);
+  free(path);
+}
+
 /* A worker that has never done device I/O cannot create its stream. */
 static void fault_stream_create_fails(void **state) {
   (void)state;
@@ -1359,6 +1380,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(bad_size_overflow),
       cmocka_unit_test(fault_copy_fails),
       cmocka_unit_test(fault_out_of_pinned_memory),
+      cmocka_unit_test(pipeline_pins_two_pieces),
       cmocka_unit_test(fault_stream_create_fails),
   };
   return cmocka_run_group_tests_name("devio", tests, group_setup, group_teardown);
