@@ -17,6 +17,12 @@ def test_fake_device_suite():
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = d + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
     env["KVIK_FAKE_CUDA_ACTIVE"] = "1"
+    # The child imports the kvik this process imported (a relative PYTHONPATH would not survive
+    # the child's working directory).
+    import kvik
+
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(kvik.__file__)))
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     here = os.path.dirname(os.path.abspath(__file__))
     r = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
