@@ -1,7 +1,7 @@
 """kvik: move bytes between files and host or GPU memory, with kvikio's Python API.
 
-``import kvik as kvikio`` keeps kvikio code working for the calls kvik has (CuFile, defaults,
-cufile_driver, memory_register, stream_register, drop_file_page_cache); docs/python.md lists
+``import kvik as kvikio`` keeps kvikio code working for the calls kvik has (CuFile, RemoteFile,
+defaults, cufile_driver, memory_register, stream_register, drop_file_page_cache); docs/python.md lists
 where kvik differs. ``kvik.safetensors`` loads and saves safetensors files.
 """
 
@@ -19,6 +19,12 @@ from ._buffer import as_buffer as _as_buffer  # noqa: E402
 from .cufile import CuFile, IOFuture, IOFutureStream  # noqa: E402
 from .defaults import CompatMode  # noqa: E402
 from .errors import Error  # noqa: E402
+from .remote_file import (  # noqa: E402
+    RemoteEndpointType,
+    RemoteFile,
+    infer_remote_endpoint_type,
+    is_remote_file_available,
+)
 
 __version__ = _kvik.version()
 
@@ -29,6 +35,8 @@ __all__ = [
     "Error",
     "IOFuture",
     "IOFutureStream",
+    "RemoteEndpointType",
+    "RemoteFile",
     "bounce_buffer_free",
     "bounce_buffer_stats",
     "cuda_available",
@@ -36,6 +44,8 @@ __all__ = [
     "cufile_driver",
     "defaults",
     "drop_file_page_cache",
+    "infer_remote_endpoint_type",
+    "is_remote_file_available",
     "memory_deregister",
     "memory_register",
     "stream_deregister",

@@ -550,6 +550,241 @@ static PyType_Spec Future_spec = {"kvik._kvik.Future", sizeof(FutureObject), 0, 
                                   Future_slots};
 
 /* ------------------------------------------------------------------------------------------
+ * Remote files (kvik_remote_*). Reads in flight keep what they need alive inside kvik, so a
+ * Future of a remote pread needs no handle reference; the handle is still reference-counted so
+ * that close() from one thread cannot free it under another thread's blocking call.
+ * ------------------------------------------------------------------------------------------ */
+struct rh {
+  kvik_remote *r;
+  atomic_long refs; /* the Remote object's (until close) + one per call in progress */
+};
+
+static void rh_unref(struct rh *h) {
+  if (atomic_fetch_sub(&h->refs, 1) != 1)
+    return;
+  kvik_remote_close(h->r);
+  free(h);
+}
+
+typedef struct {
+  PyObject_HEAD struct rh *h; /* NULL once closed */
+} RemoteObject;
+
+static PyTypeObject *Remote_Type;
+
+/* Remote(url, type=0, allow=0, size=0, region=None, endpoint=None, access_key_id=None,
+ *        secret_access_key=None, session_token=None) */
+static int Remote_init(PyObject *self_, PyObject *args, PyObject *kw) {
+  RemoteObject *self = (RemoteObject *)self_;
+  static char *kwlist[] = {"url",           "type",     "allow",         "size",
+                           "region",        "endpoint", "access_key_id", "secret_access_key",
+                           "session_token", NULL};
+  const char *url;
+  int type = 0;
+  unsigned int allow = 0;
+  unsigned long long size = 0;
+  const char *region = NULL, *endpoint = NULL, *akid = NULL, *secret = NULL, *token = NULL;
+  if (self->h) {
+    PyErr_SetString(PyExc_RuntimeError, "kvik._kvik.Remote is already open");
+    return -1;
+  }
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "s|iIKzzzzz", kwlist, &url, &type, &allow, &size,
+                                   &region, &endpoint, &akid, &secret, &token))
+    return -1;
+  struct rh *h = malloc(sizeof *h);
+  if (!h) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  struct kvik_remote_opts o = {.sz = sizeof o,
+                               .type = type,
+                               .allow = allow,
+                               .size = size,
+                               .region = region,
+                               .endpoint = endpoint,
+                               .access_key_id = akid,
+                               .secret_access_key = secret,
+                               .session_token = token};
+  kvik_remote *r = NULL;
+  int rc;
+  char *msg = NULL;
+  Py_BEGIN_ALLOW_THREADS
+  rc = kvik_remote_open(&r, url, &o);
+  if (rc < 0)
+    msg = copy_last_error();
+  Py_END_ALLOW_THREADS
+  if (rc < 0) {
+    free(h);
+    raise_code(rc, msg, NULL);
+    free(msg);
+    return -1;
+  }
+  h->r = r;
+  atomic_init(&h->refs, 1);
+  self->h = h;
+  return 0;
+}
+
+static void Remote_dealloc(PyObject *self_) {
+  RemoteObject *self = (RemoteObject *)self_;
+  if (self->h) {
+    struct rh *h = self->h;
+    self->h = NULL;
+    rh_unref(h);
+  }
+  type_free(self_);
+}
+
+static struct rh *Remote_get(RemoteObject *self) {
+  if (!self->h)
+    PyErr_SetString(PyExc_ValueError, "I/O operation on closed remote file");
+  return self->h;
+}
+
+static PyObject *Remote_close(PyObject *self_, PyObject *unused) {
+  RemoteObject *self = (RemoteObject *)self_;
+  struct rh *h = self->h;
+  self->h = NULL;
+  if (h)
+    rh_unref(h);
+  Py_RETURN_NONE;
+}
+
+static PyObject *Remote_closed(PyObject *self, void *unused) {
+  return PyBool_FromLong(((RemoteObject *)self)->h == NULL);
+}
+
+static PyObject *Remote_size(PyObject *self, PyObject *unused) {
+  struct rh *h = Remote_get((RemoteObject *)self);
+  if (!h)
+    return NULL;
+  int64_t n = kvik_remote_size(h->r);
+  if (n < 0)
+    return raise_code((long)n, NULL, NULL);
+  return PyLong_FromLongLong(n);
+}
+
+static PyObject *Remote_type(PyObject *self, PyObject *unused) {
+  struct rh *h = Remote_get((RemoteObject *)self);
+  if (!h)
+    return NULL;
+  int t = kvik_remote_type(h->r);
+  if (t < 0)
+    return raise_code(t, NULL, NULL);
+  return PyLong_FromLong(t);
+}
+
+static PyObject *Remote_url(PyObject *self, PyObject *unused) {
+  struct rh *h = Remote_get((RemoteObject *)self);
+  if (!h)
+    return NULL;
+  const char *u = kvik_remote_url(h->r);
+  return PyUnicode_FromString(u ? u : "");
+}
+
+/* read(ptr, size, offset): one request on this thread. */
+static PyObject *Remote_read(PyObject *self, PyObject *args) {
+  void *ptr;
+  size_t size;
+  int64_t off;
+  if (!PyArg_ParseTuple(args, "O&O&O&", to_ptr, &ptr, to_size, &size, to_i64, &off))
+    return NULL;
+  struct rh *h = Remote_get((RemoteObject *)self);
+  if (!h)
+    return NULL;
+  atomic_fetch_add(&h->refs, 1);
+  ssize_t n;
+  char *msg = NULL;
+  Py_BEGIN_ALLOW_THREADS
+  n = kvik_remote_read(h->r, ptr, size, off);
+  if (n < 0)
+    msg = copy_last_error();
+  rh_unref(h);
+  Py_END_ALLOW_THREADS
+  if (n < 0) {
+    raise_code((long)n, msg, NULL);
+    free(msg);
+    return NULL;
+  }
+  return PyLong_FromSsize_t(n);
+}
+
+/* pread(ptr, size, offset, task_size, keep) -> Future */
+static PyObject *Remote_pread(PyObject *self, PyObject *args) {
+  void *ptr;
+  size_t size, task_size;
+  int64_t off;
+  PyObject *keep;
+  if (!PyArg_ParseTuple(args, "O&O&O&O&O", to_ptr, &ptr, to_size, &size, to_i64, &off, to_size,
+                        &task_size, &keep))
+    return NULL;
+  struct rh *h = Remote_get((RemoteObject *)self);
+  if (!h)
+    return NULL;
+  atomic_fetch_add(&h->refs, 1);
+  kvik_future *fut = NULL;
+  int rc;
+  char *msg = NULL;
+  struct kvik_io_opts opts = {.sz = sizeof opts, .task_size = task_size};
+  Py_BEGIN_ALLOW_THREADS
+  rc = kvik_remote_pread(h->r, ptr, size, off, &opts, &fut);
+  if (rc < 0)
+    msg = copy_last_error();
+  rh_unref(h);
+  Py_END_ALLOW_THREADS
+  if (rc < 0) {
+    raise_code(rc, msg, NULL);
+    free(msg);
+    return NULL;
+  }
+  PyObject *f = future_new(fut, NULL, keep);
+  if (!f) {
+    Py_BEGIN_ALLOW_THREADS
+    kvik_future_wait(fut);
+    Py_END_ALLOW_THREADS
+  }
+  return f;
+}
+
+static PyMethodDef Remote_methods[] = {
+    {"close", Remote_close, METH_NOARGS, "Frees the handle (reads in flight finish)."},
+    {"size", Remote_size, METH_NOARGS, "The object's size in bytes."},
+    {"type", Remote_type, METH_NOARGS, "The endpoint type (enum kvik_remote_type)."},
+    {"url", Remote_url, METH_NOARGS, "The URL, secrets replaced by ***."},
+    {"read", Remote_read, METH_VARARGS, "read(ptr, size, offset) -> bytes (one request)."},
+    {"pread", Remote_pread, METH_VARARGS, "pread(ptr, size, offset, task_size, keep) -> Future."},
+    {NULL, NULL, 0, NULL}};
+static PyGetSetDef Remote_getset[] = {
+    {"closed", Remote_closed, NULL, "True once close() was called.", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+static PyType_Slot Remote_slots[] = {
+    {Py_tp_init, (void *)Remote_init},       {Py_tp_new, (void *)PyType_GenericNew},
+    {Py_tp_dealloc, (void *)Remote_dealloc}, {Py_tp_methods, Remote_methods},
+    {Py_tp_getset, Remote_getset},           {0, NULL}};
+static PyType_Spec Remote_spec = {"kvik._kvik.Remote", sizeof(RemoteObject), 0, Py_TPFLAGS_DEFAULT,
+                                  Remote_slots};
+
+static PyObject *py_remote_infer_type(PyObject *mod, PyObject *args) {
+  const char *url;
+  unsigned int allow = 0;
+  if (!PyArg_ParseTuple(args, "s|I", &url, &allow))
+    return NULL;
+  int t = kvik_remote_infer_type(url, allow);
+  if (t < 0)
+    return raise_code(t, NULL, NULL);
+  return PyLong_FromLong(t);
+}
+
+static PyObject *py_remote_available(PyObject *mod, PyObject *unused) {
+  /* With the size given no request is made: the open succeeds exactly when libcurl is in. */
+  struct kvik_remote_opts o = {.sz = sizeof o, .type = KVIK_REMOTE_HTTP, .size = 1};
+  kvik_remote *r = NULL;
+  int rc = kvik_remote_open(&r, "http://127.0.0.1:9/probe", &o);
+  kvik_remote_close(r);
+  return PyBool_FromLong(rc == 0);
+}
+
+/* ------------------------------------------------------------------------------------------
  * Buffer-protocol views: the address and facts of an object's memory, held until released.
  * ------------------------------------------------------------------------------------------ */
 typedef struct {
@@ -1154,6 +1389,8 @@ static PyMethodDef module_methods[] = {
     {"drop_file_cache", py_drop_file_cache, METH_VARARGS, NULL},
     {"path_info", py_path_info, METH_VARARGS, NULL},
     {"cufile_prop", py_cufile_prop, METH_VARARGS, NULL},
+    {"remote_infer_type", py_remote_infer_type, METH_VARARGS, NULL},
+    {"remote_available", py_remote_available, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT,
@@ -1185,7 +1422,8 @@ PyMODINIT_FUNC PyInit__kvik(void) {
   if (add_type(m, &File_Type, &File_spec, "File") < 0 ||
       add_type(m, &Future_Type, &Future_spec, "Future") < 0 ||
       add_type(m, &BufView_Type, &BufView_spec, "BufferView") < 0 ||
-      add_type(m, &DLView_Type, &DLView_spec, "DLPackView") < 0) {
+      add_type(m, &DLView_Type, &DLView_spec, "DLPackView") < 0 ||
+      add_type(m, &Remote_Type, &Remote_spec, "Remote") < 0) {
     Py_DECREF(m);
     return NULL;
   }
