@@ -111,15 +111,18 @@ def _set_one(name: str, value) -> None:
         if isinstance(value, str):
             text = value
         else:
-            text = ",".join(str(int(c)) for c in value)
+            codes = list(value)  # TypeError for a non-iterable, as in kvikio
+            if not all(isinstance(c, int) and not isinstance(c, bool) for c in codes):
+                raise TypeError(f"{name}: {value!r} is not a list of ints")
+            text = ",".join(str(c) for c in codes)
         _kvik.config_set(key, text)
     elif kind == "str":
         _kvik.config_set(key, str(value))
     else:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{name}: {value!r} is not an int")
-        if value < 0:
-            raise ValueError(f"{name}: {value} is negative")
+        if value < 0:  # kvikio (Cython) raises OverflowError here too
+            raise OverflowError(f"{name}: can't convert negative value {value} to an unsigned int")
         _kvik.config_set(key, value)
 
 
