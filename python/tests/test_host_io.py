@@ -221,3 +221,29 @@ def test_bounce_buffers():
     st = kvik.bounce_buffer_stats()
     assert set(st) == {"allocated", "in_use", "peak", "pinned"}
     assert kvik.bounce_buffer_free() >= 0
+
+
+def test_threads_share_one_file(big):
+    """Eight Python threads read different ranges of one CuFile at once (raw_read, read and
+    pread), each into its own array."""
+    path, blob = big
+    errors = []
+    with kvik.CuFile(path) as f:
+
+        def worker(i):
+            try:
+                for j in range(10):
+                    off = (i * 10 + j) * 9973
+                    a = np.zeros(50000, np.uint8)
+                    call = (f.raw_read, f.read, lambda b, n, o: f.pread(b, n, o).get())[j % 3]
+                    assert call(a, 50000, off) == 50000
+                    assert a.tobytes() == blob[off : off + 50000], (i, j)
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    assert errors == []

@@ -247,3 +247,33 @@ def test_dlpack_device(blob, dev):
     with kvik.CuFile(path) as f, pytest.raises(ValueError, match="non-contiguous"):
         f.read(bad)
     assert bad.deleted == 1
+
+
+def test_get_releases_the_gil(cuda, blob, dev):
+    """While get() waits on a read held behind a gate, another Python thread runs (it needs the
+    GIL) and opens the gate: if get() held the GIL this would never finish."""
+    path, data = blob
+    L = cuda.lib
+    s = cuda.stream()
+    host = ctypes.c_void_p()
+    cuda.check(L.cuMemHostAlloc(ctypes.byref(host), 4, 0x2), "cuMemHostAlloc")
+    gate = ctypes.c_uint32.from_address(host.value)
+    gate.value = 0
+    dptr = ctypes.c_uint64()
+    cuda.check(L.cuMemHostGetDevicePointer_v2(ctypes.byref(dptr), host, 0), "devptr")
+    cuda.check(L.cuStreamWaitValue32_v2(s, dptr.value, 1, 0), "wait")
+    with kvik.CuFile(path) as f:
+        a = dev(4096)
+        fut = f.raw_read_async(a, s, 4096, 100)
+        seen = []
+
+        def opener():
+            seen.append(fut.done())  # Python code: runs only if the waiter let the GIL go
+            gate.value = 1
+
+        t = threading.Thread(target=opener)
+        t.start()
+        assert fut.check_bytes_done() == 4096
+        t.join()
+        assert seen == [False]
+        assert a.bytes() == data[100:4196]
