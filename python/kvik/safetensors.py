@@ -357,7 +357,7 @@ def _describe(name: str, t):
             raise SafetensorError(f"tensor {name!r} is not contiguous: save t.contiguous()")
         if t.layout != __import__("torch").strided:
             raise SafetensorError(f"tensor {name!r}: only dense tensors can be saved")
-        flat = t.reshape(-1)
+        flat = t.detach().reshape(-1)  # parameters that require grad export no buffer
         if flat.numel():
             flat = flat.view(__import__("torch").uint8)
         return _PT_NAMES[pt], tuple(t.shape), flat, ("pt", t.device) if t.is_cuda else None
