@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-mapfile -t files < <(find include src tools tests bench -name '*.[ch]' 2>/dev/null | sort)
+mapfile -t files < <(find include src tools tests bench python -name '*.[ch]' 2>/dev/null | sort)
 if [[ ${1:-} == --check ]]; then
   bad=0
   for f in "${files[@]}"; do

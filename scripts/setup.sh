@@ -8,10 +8,11 @@ set -euo pipefail
 # its sanitizer runtimes (libclang-rt-dev is only recommended by clang, and recommends are not
 # installed here); nginx and python3 for the servers the remote tests start, openssl for the
 # throwaway CA of the TLS tests (S3 tests also want python's moto, which Debian 12 does not
-# package: .ci/run installs it with pip, and without it those tests are skipped with the reason).
-# groff-base and man-db render the man pages in the 'man' test.
+# package: .ci/run installs it with pip, and without it those tests are skipped with the reason);
+# groff-base and man-db render the man pages in the 'man' test; python3-dev and python3-venv for
+# the Python package (its extension module and its test venv).
 packages=(build-essential cmake ninja-build pkg-config clang libclang-rt-dev libcmocka-dev
-  libcurl4-openssl-dev nginx openssl python3 groff-base man-db)
+  libcurl4-openssl-dev nginx openssl python3 groff-base man-db python3-dev python3-venv)
 
 # --packages: print the list (for .ci/run) and stop.
 if [[ ${1:-} == --packages ]]; then

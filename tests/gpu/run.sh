@@ -12,6 +12,10 @@
 #   KVIK_GPU_BUDGET       seconds the whole run may take (default 500); a step that would start
 #                         with less than 20 s left is skipped, and each runs under a timeout
 #   KVIK_GPU_REPEAT       runs per benchmark measurement (default 2)
+#   KVIK_PEERS_PATH       directory of the safetensors loaders to compare with (pip --target);
+#                         default $KVIK_GPU_WORK/peers. bench/loaders.py reports missing ones.
+#   KVIK_PYTHON_WHEEL     a kvik wheel built elsewhere, used when this machine's python3 has no
+#                         headers (Python.h) to build the extension module with CMake
 # Exit status: 0 if every step passed, 1 otherwise.
 set -uo pipefail
 
@@ -93,11 +97,51 @@ deps() {
   echo "cmocka: $prefix/usr ($(find "$prefix" -name 'libcmocka.so*' | head -3 | tr '\n' ' '))"
 }
 
+# The Python package: built by CMake into $build/python (KVIK_PYTHON=ON, no pip, no network)
+# where python3 has its headers; else installed from $KVIK_PYTHON_WHEEL with pip --target.
+python_has_headers() {
+  python3 -c 'import os, sysconfig, sys
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null
+}
+
 configure_build() {
+  local py=() targets=()
+  if python_has_headers; then
+    py=(-DKVIK_PYTHON=ON -DPython_EXECUTABLE="$(command -v python3)")
+    targets=(kvik_python kvik_python_files)
+  fi
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g" -DBUILD_TESTING=ON -DKVIK_GPU_TESTS=ON \
-    -DKVIK_REMOTE=OFF $KVIK_CMAKE_ARGS &&
-    ninja -C "$build" -j "$(nproc)" kvik-tool test_devio test_gpu_extra test_mmap_device
+    -DKVIK_REMOTE=OFF $KVIK_CMAKE_ARGS "${py[@]}" &&
+    ninja -C "$build" -j "$(nproc)" kvik-tool test_devio test_gpu_extra test_mmap_device \
+      "${targets[@]}"
+}
+
+# Prints the directory to put on PYTHONPATH for `import kvik`, or fails saying why.
+python_path() {
+  if [[ -e $build/python/kvik/_kvik.abi3.so ]]; then
+    echo "$build/python"
+  elif [[ -n ${KVIK_PYTHON_WHEEL:-} ]]; then
+    python3 -m pip install -q --no-deps --no-index --upgrade --target "$work/pykvik" \
+      "$KVIK_PYTHON_WHEEL" >&2 && echo "$work/pykvik"
+  else
+    echo "no kvik Python package: python3 has no Python.h and KVIK_PYTHON_WHEEL is not set" >&2
+    return 1
+  fi
+}
+
+python_gpu() {
+  local pp
+  pp=$(python_path) || return 1
+  TMPDIR=$data PYTHONPATH=$pp python3 "$root/tests/gpu/python/test_gpu_python.py"
+}
+
+loaders() {
+  local pp
+  pp=$(python_path) || return 1
+  TMPDIR=$data PYTHONPATH=$pp python3 "$root/bench/loaders.py" \
+    --peers-path "${KVIK_PEERS_PATH:-$work/peers}" --file "$data/loaders.safetensors" \
+    --json-out "$logs/loaders.jsonl"
 }
 
 gpu_tests() {
@@ -135,7 +179,8 @@ first_call() {
 
 echo "kvik GPU run: size $size, budget ${budget} s, logs in $logs"
 export root work size budget repeat logs build data
-export -f machine configure_build gpu_tests round_trip pool_resize bench first_call
+export -f machine configure_build gpu_tests round_trip pool_resize bench first_call \
+  python_has_headers python_path python_gpu loaders
 TAIL_LINES=40 step machine 30 machine
 KVIK_CMAKE_ARGS=""
 deps >"$logs/deps.log" 2>&1
@@ -164,12 +209,16 @@ elif step build 240 configure_build; then
   # The host buffer backed by transparent huge pages (as numpy backs large arrays).
   TAIL_LINES=8 step x_hugepages_host_hot 100 env JSONL=experiments.jsonl \
     bash -c 'bench --mem host --cache hot --no-write --hugepages'
+  # The Python package on the GPU (CuPy, torch, DLPack, stream-ordered reads, safetensors), and
+  # the safetensors loader benchmark (8 GiB, every loader hot and cold, fresh process each).
+  TAIL_LINES=20 step python_gpu 180 python_gpu
+  TAIL_LINES=30 step loaders 400 loaders
   # cuFile's own path (tests/gpu/cufile.sh: OFF vs AUTO, batch, async), when present.
   if [[ -x tests/gpu/cufile.sh ]]; then
     TAIL_LINES=40 step cufile 240 tests/gpu/cufile.sh "$build" "$data" "$logs"
   fi
 fi
-rm -f "$data/bench.dat"
+rm -f "$data/bench.dat" "$data/loaders.safetensors" "$data/loaders.safetensors.json"
 rm -rf "$data"/kvik-test-*
 
 # ---- the short table, last ---------------------------------------------------------------

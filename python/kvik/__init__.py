@@ -1,0 +1,135 @@
+"""kvik: move bytes between files and host or GPU memory, with kvikio's Python API.
+
+``import kvik as kvikio`` keeps kvikio code working for the calls kvik has (CuFile, RemoteFile,
+defaults, cufile_driver, memory_register, stream_register, drop_file_page_cache); docs/python.md lists
+where kvik differs. ``kvik.safetensors`` loads and saves safetensors files.
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+from . import _kvik
+from . import errors as _errors
+
+_kvik._set_error_factory(_errors.make)
+
+from . import cufile_driver, defaults  # noqa: E402
+from ._buffer import as_buffer as _as_buffer  # noqa: E402
+from .cufile import CuFile, IOFuture, IOFutureStream  # noqa: E402
+from .defaults import CompatMode  # noqa: E402
+from .errors import Error  # noqa: E402
+from .remote_file import (  # noqa: E402
+    RemoteEndpointType,
+    RemoteFile,
+    infer_remote_endpoint_type,
+    is_remote_file_available,
+)
+
+__version__ = _kvik.version()
+
+__all__ = [
+    "__version__",
+    "CompatMode",
+    "CuFile",
+    "Error",
+    "IOFuture",
+    "IOFutureStream",
+    "RemoteEndpointType",
+    "RemoteFile",
+    "bounce_buffer_free",
+    "bounce_buffer_stats",
+    "cuda_available",
+    "cufile_available",
+    "cufile_driver",
+    "defaults",
+    "drop_file_page_cache",
+    "infer_remote_endpoint_type",
+    "is_remote_file_available",
+    "memory_deregister",
+    "memory_register",
+    "stream_deregister",
+    "stream_register",
+]
+
+
+def cuda_available() -> bool:
+    """True if the CUDA driver loads and has a device (kvik_cuda_available)."""
+    return _kvik.cuda_available()
+
+
+def cufile_available() -> bool:
+    """True if libcufile loads and its driver opens (kvik_cufile_available)."""
+    return _kvik.cufile_available()
+
+
+def _allocation(buf):
+    b = _as_buffer(buf)
+    if not b.device or b.nbytes == 0:
+        return b, None, 0
+    info = _kvik.mem_info(b.ptr, b.nbytes)
+    if info["kind"] != "device":
+        return b, None, 0
+    if info["range_known"]:
+        return b, info["base"], info["alloc_size"]
+    return b, b.ptr, b.nbytes
+
+
+def memory_register(buf) -> None:
+    """Registers the device allocation holding buf with cuFile (the whole allocation, as kvikio
+    does). Host memory is left alone (a no-op, as in kvikio's compat mode)."""
+    _, base, size = _allocation(buf)
+    if base is not None:
+        _kvik.buffer_register(base, size)
+
+
+def memory_deregister(buf) -> None:
+    """Deregisters the allocation registered by memory_register(buf)."""
+    _, base, _ = _allocation(buf)
+    if base is not None:
+        _kvik.buffer_deregister(base)
+
+
+def stream_register(raw_stream, flags: int = 0) -> None:
+    """Registers a CUDA stream with cuFile (optional: kvik's own stream ordering needs none)."""
+    from .cufile import _stream_handle
+
+    _kvik.stream_register(_stream_handle(raw_stream), flags)
+
+
+def stream_deregister(raw_stream) -> None:
+    from .cufile import _stream_handle
+
+    _kvik.stream_deregister(_stream_handle(raw_stream))
+
+
+def bounce_buffer_free() -> int:
+    """Frees the bounce buffers not in use; returns the bytes freed."""
+    before = _kvik.bounce_stats()["allocated"]
+    _kvik.bounce_trim()
+    after = _kvik.bounce_stats()["allocated"]
+    return (before - after) * defaults.get("bounce_buffer_size")
+
+
+def bounce_buffer_stats() -> dict:
+    """The bounce-buffer pool's counters (kvik addition): allocated, in_use, peak, pinned."""
+    return _kvik.bounce_stats()
+
+
+def drop_file_page_cache(file, offset: int = 0, length: int = 0, sync_first: bool = True) -> None:
+    """Drops the page cache of [offset, offset + length) of a file (length 0: to the end), with
+    posix_fadvise(POSIX_FADV_DONTNEED) after fdatasync when sync_first. file: a path, a file
+    descriptor or a file object."""
+    if isinstance(file, int):
+        fd, own = file, False
+    elif hasattr(file, "fileno") and not isinstance(file, (str, bytes, _os.PathLike)):
+        fd, own = file.fileno(), False
+    else:
+        fd, own = _os.open(_os.fspath(file), _os.O_RDONLY | _os.O_CLOEXEC), True
+    try:
+        if sync_first:
+            _os.fdatasync(fd)
+        _os.posix_fadvise(fd, offset, length, _os.POSIX_FADV_DONTNEED)
+    finally:
+        if own:
+            _os.close(fd)
