@@ -627,11 +627,15 @@ struct kvik_batch_event {
  *  not yet reaped by kvik_batch_status(). *out is set only on success; free with
  *  kvik_batch_destroy(). */
 KVIK_API int kvik_batch_create(kvik_batch **out, unsigned max_ops);
-/** Submits n operations. All are checked first (file, mode, buffer, offsets): on an error none
- *  is submitted and the code names the operation's index. KVIK_EINVAL if n exceeds the batch's
- *  max_ops, KVIK_EBUSY if the batch has no room for n more until finished operations are
- *  reaped. Each operation holds its file until its event is reaped (or the batch is
- *  destroyed), so a file may be closed with operations in flight. Buffers must stay valid
+/** Submits n operations. All are checked before any starts; on an error none is submitted, and
+ *  the detail names the operation's index, the field and why. KVIK_EINVAL: an unknown opcode;
+ *  buf NULL with a size; buf_offset negative; buf_offset + size past INT64_MAX; the range
+ *  [buf + buf_offset, + size) wrapping around the address space; file_offset negative, or
+ *  file_offset + size past INT64_MAX. KVIK_EMISUSE: file is not an open kvik file;
+ *  KVIK_EBADMODE: the file's mode does not allow the operation. KVIK_EINVAL also if n exceeds
+ *  the batch's max_ops, KVIK_EBUSY if the batch has no room for n more until finished
+ *  operations are reaped. Each operation holds its file until its event is reaped (or the batch
+ *  is destroyed), so a file may be closed with operations in flight. Buffers must stay valid
  *  until the operation's event is reaped. */
 KVIK_API int kvik_batch_submit(kvik_batch *batch, const struct kvik_batch_io *ops, unsigned n);
 /** Reaps finished operations: waits until at least min_nr have finished or timeout_ms passes

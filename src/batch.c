@@ -243,25 +243,43 @@ static int to_cufile(kvik_batch *b, struct bop *op, CUfileIOParams_t *p, CUconte
 }
 
 /* Checks operation i of a submission and takes a reference on its file (0), or returns the
- * code with the detail naming the operation. */
+ * code with the detail naming the operation, the field and why. Every field is checked before
+ * anything is used: the buffer range [buf + buf_offset, + size) must not wrap around the address
+ * space, and buf_offset + size and file_offset + size must fit in an int64_t. */
 static int check_op(const struct kvik_batch_io *io, unsigned i) {
-  if (io->opcode != KVIK_BATCH_READ && io->opcode != KVIK_BATCH_WRITE)
-    return kvik__err(KVIK_EINVAL, "kvik_batch_submit: operation %u: unknown opcode %d", i,
-                     io->opcode);
-  if (io->buf_offset < 0 || (!io->buf && io->size) ||
-      (uint64_t)io->buf_offset > UINTPTR_MAX - (uintptr_t)io->buf)
-    return kvik__err(KVIK_EINVAL,
-                     "kvik_batch_submit: operation %u: buffer %p + offset %lld is "
-                     "out of range",
-                     i, io->buf, (long long)io->buf_offset);
   char who[64];
   snprintf(who, sizeof who, "kvik_batch_submit: operation %u", i);
+  if (io->opcode != KVIK_BATCH_READ && io->opcode != KVIK_BATCH_WRITE)
+    return kvik__err(KVIK_EINVAL,
+                     "%s: unknown opcode %d (KVIK_BATCH_READ is %d, KVIK_BATCH_WRITE is %d)", who,
+                     io->opcode, KVIK_BATCH_READ, KVIK_BATCH_WRITE);
   int rc = kvik__file_get(io->file, who);
   if (rc)
     return rc;
-  rc = kvik__file_check_io(io->file,
-                           (const void *)((uintptr_t)io->buf + (uintptr_t)io->buf_offset),
-                           io->size, io->file_offset, io->opcode == KVIK_BATCH_WRITE, who);
+  const char *path = kvik__file_path(io->file);
+  uintptr_t buf = (uintptr_t)io->buf;
+  long long boff = (long long)io->buf_offset, foff = (long long)io->file_offset;
+  size_t size = io->size;
+  if (!io->buf && size)
+    rc = kvik__err(KVIK_EINVAL, "%s (%s): buf is NULL and size is %zu", who, path, size);
+  else if (io->buf_offset < 0)
+    rc = kvik__err(KVIK_EINVAL, "%s (%s): buf_offset %lld is negative", who, path, boff);
+  else if (size > (size_t)INT64_MAX || io->buf_offset > INT64_MAX - (int64_t)size)
+    rc = kvik__err(KVIK_EINVAL, "%s (%s): buf_offset %lld + size %zu overflows int64_t", who, path,
+                   boff, size);
+  else if ((uint64_t)io->buf_offset > UINTPTR_MAX - buf ||
+           size > UINTPTR_MAX - (buf + (uintptr_t)io->buf_offset))
+    rc = kvik__err(KVIK_EINVAL,
+                   "%s (%s): buf %p + buf_offset %lld + size %zu wraps around the address space",
+                   who, path, io->buf, boff, size);
+  else if (io->file_offset < 0)
+    rc = kvik__err(KVIK_EINVAL, "%s (%s): file_offset %lld is negative", who, path, foff);
+  else if (io->file_offset > INT64_MAX - (int64_t)size)
+    rc = kvik__err(KVIK_EINVAL, "%s (%s): file_offset %lld + size %zu overflows int64_t", who, path,
+                   foff, size);
+  else
+    rc = kvik__file_check_io(io->file, (const void *)(buf + (uintptr_t)io->buf_offset), size,
+                             io->file_offset, io->opcode == KVIK_BATCH_WRITE, who);
   if (rc)
     kvik__file_put(io->file);
   return rc;

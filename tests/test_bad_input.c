@@ -165,6 +165,55 @@ static void unknown_flags(void **state) {
   }
 }
 
+/* Every field of every batch operation is checked before any operation starts: a refused
+ * submission names the operation's index and the field, and nothing of it runs. */
+static void batch_operations_checked(void **state) {
+  (void)state;
+  kvik_file *f = NULL;
+  ASSERT_CODE(kvik_file_open(&f, g_path, "r+", 0, KVIK_COMPAT_ON), 0);
+  kvik_batch *b = NULL;
+  ASSERT_CODE(kvik_batch_create(&b, 4), 0);
+  uint8_t buf[8192];
+  memset(buf, 0xEE, sizeof buf);
+  static const struct {
+    uintptr_t buf; /* 0: the real buffer */
+    size_t size;
+    int64_t file_offset, buf_offset;
+    const char *field;
+  } bad[] = {
+      {UINTPTR_MAX - 100, 4096, 0, 0, "wraps around the address space"}, /* buf + size */
+      {UINTPTR_MAX - 10, 1, 0, 100, "wraps around the address space"},   /* buf + buf_offset */
+      {0, 4096, 0, INT64_MAX, "buf_offset"},
+      {0, 1, 0, INT64_MAX, "buf_offset"},
+      {0, 16, 0, -1, "buf_offset"},
+      {0, 16, -1, 0, "file_offset"},
+      {0, 16, INT64_MIN, 0, "file_offset"},
+      {0, 100, INT64_MAX - 10, 0, "file_offset"},
+      {0, SIZE_MAX, 0, 0, "size"},
+      {1, 16, 0, 0, "buf is NULL"}, /* 1: NULL buffer */
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    T_CONTEXT("bad operation %zu (%s)", i, bad[i].field);
+    void *p = bad[i].buf == 0 ? buf : bad[i].buf == 1 ? NULL : (void *)bad[i].buf;
+    struct kvik_batch_io ops[2] = {
+        {f, buf, 4096, 0, 0, KVIK_BATCH_WRITE, NULL}, /* fine: would change the file */
+        {f, p, bad[i].size, bad[i].file_offset, bad[i].buf_offset, KVIK_BATCH_READ, NULL},
+    };
+    ASSERT_CODE(kvik_batch_submit(b, ops, 2), KVIK_EINVAL);
+    ASSERT_CONTAINS(kvik_last_error(), "kvik_batch_submit: operation 1");
+    ASSERT_CONTAINS(kvik_last_error(), g_path);
+    ASSERT_CONTAINS(kvik_last_error(), bad[i].field);
+    unsigned nr = 1;
+    struct kvik_batch_event ev[1];
+    ASSERT_CODE(kvik_batch_status(b, 0, &nr, ev, 0), 0);
+    ASSERT_CODE(nr, 0); /* nothing was submitted */
+  }
+  T_CONTEXT("%s", "");
+  ASSERT_CODE(kvik_batch_destroy(b), 0);
+  ASSERT_CODE(kvik_file_close(f), 0);
+  file_unchanged();
+}
+
 static void missing_file(void **state) {
   (void)state;
   char *missing = t_join(g_dir, "does-not-exist");
@@ -325,6 +374,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(null_pointers, fresh_file),
       cmocka_unit_test_setup(unknown_flags, fresh_file),
+      cmocka_unit_test_setup(batch_operations_checked, fresh_file),
       cmocka_unit_test_setup(missing_file, fresh_file),
       cmocka_unit_test_setup(wrong_mode, fresh_file),
       cmocka_unit_test_setup(negative_and_overflowing_offsets, fresh_file),
