@@ -295,7 +295,7 @@ static int batch_submit(kvik_batch *b, const struct kvik_batch_io *ops, unsigned
   if (n == 0)
     return 0;
   if (!ops)
-    return kvik__err(KVIK_EINVAL, "kvik_batch_submit: ops is NULL");
+    return kvik__err(KVIK_EINVAL, "kvik_batch_submit: ops is NULL (n is %u)", n);
   if (n > b->max)
     return kvik__err(KVIK_EINVAL,
                      "kvik_batch_submit: %u operations, more than the batch holds (max_ops %u)", n,
@@ -400,12 +400,14 @@ static void cufile_event(kvik_batch *b, const CUfileIOEvents_t *ev) {
                : ret < 0                                ? (int)ret
                                                         : KVIK_ECUFILE;
     if (code == KVIK_ECUFILE)
-      snprintf(msg, sizeof msg, "cuFile batch %s of %s at offset %lld: %s (status %d, ret %zd)",
-               what, kvik__file_path(op->io.file), (long long)op->io.file_offset,
+      snprintf(msg, sizeof msg,
+               "cuFile batch %s %s: %zu bytes at offset %lld: %s (status %d, ret %zd)", what,
+               kvik__file_path(op->io.file), op->io.size, (long long)op->io.file_offset,
                ret < 0 ? kvik__cufile_errname((int)-ret) : "failed", (int)ev->status, ret);
     else
-      snprintf(msg, sizeof msg, "cuFile batch %s of %s at offset %lld: %s", what,
-               kvik__file_path(op->io.file), (long long)op->io.file_offset, kvik__errno_text(-code));
+      snprintf(msg, sizeof msg, "cuFile batch %s %s: %zu bytes at offset %lld: %s", what,
+               kvik__file_path(op->io.file), op->io.size, (long long)op->io.file_offset,
+               kvik__errno_text(-code));
     ret = code;
   }
   b->cf_outstanding--;

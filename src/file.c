@@ -137,18 +137,18 @@ void kvik__file_put_later(kvik_file *f) {
   file_last_put(f);
 }
 
-/* Parses fopen-style flags. Returns 0 and the open(2) flags, or KVIK_EINVAL. */
-static int parse_flags(const char *flags, int *oflags, bool *rd, bool *wr) {
+/* Parses fopen-style flags. Returns 0 and the open(2) flags, or KVIK_EINVAL naming the path. */
+static int parse_flags(const char *path, const char *flags, int *oflags, bool *rd, bool *wr) {
   char mode = flags[0];
   if (mode == '\0')
-    return kvik__err(KVIK_EINVAL, "kvik_file_open: empty flags (use r, r+, w or w+)");
+    return kvik__err(KVIK_EINVAL, "kvik_file_open %s: empty flags \"\" (use r, r+, w or w+)", path);
   bool plus = false;
   for (const char *p = flags + 1; *p; p++) {
     if (*p == '+' && !plus)
       plus = true;
     else if (*p != 'b')
-      return kvik__err(KVIK_EINVAL, "kvik_file_open: unknown flags \"%s\" (use r, r+, w or w+)",
-                       flags);
+      return kvik__err(KVIK_EINVAL, "kvik_file_open %s: unknown flags \"%s\" (use r, r+, w or w+)",
+                       path, flags);
   }
   switch (mode) {
   case 'r':
@@ -163,12 +163,12 @@ static int parse_flags(const char *flags, int *oflags, bool *rd, bool *wr) {
     return 0;
   case 'a':
     return kvik__err(KVIK_EINVAL,
-                     "kvik_file_open: append mode \"%s\" is not supported: positioned writes "
+                     "kvik_file_open %s: append mode \"%s\" is not supported: positioned writes "
                      "cannot honour O_APPEND; open with \"r+\" and write at kvik_file_size()",
-                     flags);
+                     path, flags);
   default:
-    return kvik__err(KVIK_EINVAL, "kvik_file_open: unknown flags \"%s\" (use r, r+, w or w+)",
-                     flags);
+    return kvik__err(KVIK_EINVAL, "kvik_file_open %s: unknown flags \"%s\" (use r, r+, w or w+)",
+                     path, flags);
   }
 }
 
@@ -298,14 +298,15 @@ static void choose_pool(kvik_file *f) {
 
 int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t mode,
                    kvik_compat compat) {
-  if (!out || !path || !flags)
-    return kvik__err(KVIK_EINVAL, "kvik_file_open: %s is NULL",
-                     !out ? "out" : !path ? "path" : "flags");
+  if (!path)
+    return kvik__err(KVIK_EINVAL, "kvik_file_open: path is NULL");
+  if (!out || !flags)
+    return kvik__err(KVIK_EINVAL, "kvik_file_open %s: %s is NULL", path, !out ? "out" : "flags");
   if ((int)compat < KVIK_COMPAT_OFF || compat > KVIK_COMPAT_DEFAULT)
     return kvik__err(KVIK_EINVAL, "kvik_file_open %s: unknown compat mode %d", path, (int)compat);
   int oflags = 0;
   bool rd = false, wr = false;
-  int rc = parse_flags(flags, &oflags, &rd, &wr);
+  int rc = parse_flags(path, flags, &oflags, &rd, &wr);
   if (rc)
     return rc;
   if ((rc = kvik__config_ready()) != 0)
@@ -421,10 +422,10 @@ const char *kvik_file_path(kvik_file *f) {
 
 static int file_info(kvik_file *f, struct kvik_file_info *info) {
   if (!info)
-    return kvik__err(KVIK_EINVAL, "kvik_file_info: info is NULL");
+    return kvik__err(KVIK_EINVAL, "kvik_file_info %s: info is NULL", f->path);
   if (info->sz < sizeof *info)
-    return kvik__err(KVIK_EINVAL, "kvik_file_info: info->sz is %zu, expected at least %zu",
-                     info->sz, sizeof *info);
+    return kvik__err(KVIK_EINVAL, "kvik_file_info %s: info->sz is %zu, expected at least %zu",
+                     f->path, info->sz, sizeof *info);
   /* A deferred AUTO decision is made here when the process uses CUDA (never loading it). */
   const struct kvik__cuda_api *cu;
   if (!atomic_load_explicit(&f->decided, memory_order_acquire) && kvik__cuda_get_if_used(&cu))
@@ -455,24 +456,51 @@ int kvik_file_info(kvik_file *f, struct kvik_file_info *info) {
   return rc;
 }
 
-/* Checks a read or write request on a file the caller holds. Returns 0 or a negative code with
- * the detail set. */
+/* Checks a read or write request on a file the caller holds. Returns 0 or a negative code
+ * with the detail set: the call, the path, the offset and size, and why. */
 static int check_io(kvik_file *f, const void *buf, size_t size, int64_t offset, bool write,
                     const char *fn) {
+  const char *what = write ? "write" : "read";
   if (!buf && size)
-    return kvik__err(KVIK_EINVAL, "%s %s: buffer is NULL", fn, f->path);
+    return kvik__err(KVIK_EINVAL, "%s %s: cannot %s %zu bytes at offset %lld: buffer is NULL", fn,
+                     f->path, what, size, (long long)offset);
   if (offset < 0)
-    return kvik__err(KVIK_EINVAL, "%s %s: negative offset %lld", fn, f->path, (long long)offset);
+    return kvik__err(KVIK_EINVAL, "%s %s: cannot %s %zu bytes at offset %lld: negative offset", fn,
+                     f->path, what, size, (long long)offset);
   if (size > (size_t)INT64_MAX || offset > INT64_MAX - (int64_t)size)
-    return kvik__err(KVIK_EOVERFLOW, "%s %s: offset %lld + size %zu overflows", fn, f->path,
-                     (long long)offset, size);
+    return kvik__err(KVIK_EOVERFLOW,
+                     "%s %s: cannot %s %zu bytes at offset %lld: offset + size "
+                     "overflows",
+                     fn, f->path, what, size, (long long)offset);
   if (size > (size_t)SSIZE_MAX)
-    return kvik__err(KVIK_EOVERFLOW, "%s %s: size %zu is larger than SSIZE_MAX", fn, f->path, size);
+    return kvik__err(KVIK_EOVERFLOW,
+                     "%s %s: cannot %s %zu bytes at offset %lld: size is larger than SSIZE_MAX", fn,
+                     f->path, what, size, (long long)offset);
+  return kvik__file_check_mode(f, write, size, offset, fn);
+}
+
+int kvik__file_check_mode(kvik_file *f, bool write, size_t size, int64_t offset, const char *fn) {
   if (write && !f->writable)
-    return kvik__err(KVIK_EBADMODE, "%s %s: file was opened read-only", fn, f->path);
+    return kvik__err(KVIK_EBADMODE,
+                     "%s %s: cannot write %zu bytes at offset %lld: the file was opened "
+                     "read-only",
+                     fn, f->path, size, (long long)offset);
   if (!write && !f->readable)
-    return kvik__err(KVIK_EBADMODE, "%s %s: file was opened write-only", fn, f->path);
+    return kvik__err(KVIK_EBADMODE,
+                     "%s %s: cannot read %zu bytes at offset %lld: the file was opened "
+                     "write-only",
+                     fn, f->path, size, (long long)offset);
   return kvik__config_ready();
+}
+
+/* Puts the call, the path and the request in front of the detail a lower layer set (memory
+ * kind detection, the pool), which does not know them. Returns rc. */
+static int request_err(int rc, kvik_file *f, bool write, size_t size, int64_t offset,
+                       const char *fn) {
+  char inner[KVIK_ERRMSG_MAX];
+  snprintf(inner, sizeof inner, "%s", kvik_last_error());
+  return kvik__err(rc, "%s %s: cannot %s %zu bytes at offset %lld: %s", fn, f->path,
+                   write ? "write" : "read", size, (long long)offset, inner);
 }
 
 /* Finds out what memory buf is (the kind is detected, never declared) and fills c. */
@@ -539,8 +567,10 @@ ssize_t kvik__file_rw(kvik_file *f, bool write, void *buf, size_t size, int64_t 
   if (rc)
     return rc;
   struct chunk_ctx c;
-  if (size == 0 || (rc = target(f, buf, size, &c)) != 0)
-    return rc;
+  if (size == 0)
+    return 0;
+  if ((rc = target(f, buf, size, &c)) != 0)
+    return request_err(rc, f, write, size, offset, fn);
   return write ? write_chunk(&c, (uintptr_t)buf, size, offset)
                : read_chunk(&c, (uintptr_t)buf, size, offset);
 }
@@ -565,13 +595,14 @@ ssize_t kvik_file_write(kvik_file *f, const void *buf, size_t size, int64_t offs
 
 /* Resolves task size and pool from the options. */
 static int io_opts(kvik_file *f, const struct kvik_io_opts *opts, size_t *task_size,
-                   kvik_pool **pool) {
+                   kvik_pool **pool, const char *fn) {
   *task_size = (size_t)kvik__cfg_u64(KVIK_CFG_TASK_SIZE);
   *pool = f->pool;
   if (opts) {
     if (opts->sz < offsetof(struct kvik_io_opts, pool) + sizeof opts->pool)
-      return kvik__err(KVIK_EINVAL, "kvik_io_opts: sz is %zu, set it to sizeof(struct kvik_io_opts)",
-                       opts->sz);
+      return kvik__err(KVIK_EINVAL,
+                       "%s %s: kvik_io_opts.sz is %zu, set it to sizeof(struct kvik_io_opts)", fn,
+                       f->path, opts->sz);
     if (opts->task_size)
       *task_size = opts->task_size;
     if (opts->pool)
@@ -579,27 +610,31 @@ static int io_opts(kvik_file *f, const struct kvik_io_opts *opts, size_t *task_s
   }
   if (!*pool)
     return kvik_pool_default(pool);
-  return kvik__pool_check(*pool, "kvik_io_opts.pool");
+  char who[KVIK_ERRMSG_MAX / 2];
+  snprintf(who, sizeof who, "%s %s: kvik_io_opts.pool", fn, f->path);
+  return kvik__pool_check(*pool, who);
 }
 
 /* A parallel operation holds its file until its last chunk is done. */
 static void chunk_ctx_release(void *ctx) { kvik__file_put(((struct chunk_ctx *)ctx)->f); }
 
 static int submit(kvik_file *f, bool write, uintptr_t buf, size_t size, int64_t offset,
-                  const struct kvik_io_opts *opts, kvik_future **out) {
+                  const struct kvik_io_opts *opts, kvik_future **out, const char *fn_name) {
   size_t task_size;
   kvik_pool *pool;
   struct chunk_ctx c;
   kvik__chunk_fn fn = write ? write_chunk : read_chunk;
-  int rc = io_opts(f, opts, &task_size, &pool);
-  if (rc || (rc = target(f, (const void *)buf, size, &c)) != 0)
+  int rc = io_opts(f, opts, &task_size, &pool, fn_name);
+  if (rc)
     return rc;
+  if ((rc = target(f, (const void *)buf, size, &c)) != 0)
+    return request_err(rc, f, write, size, offset, fn_name);
   /* Device transfers under KVIKIO_GDS_THRESHOLD run inline: a pool round trip would cost more
    * than the transfer. */
   if (c.device && size < kvik__cfg_u64(KVIK_CFG_GDS_THRESHOLD)) {
     kvik_future *fut;
     if ((rc = kvik__future_new(&fut)) != 0)
-      return rc;
+      return request_err(rc, f, write, size, offset, fn_name);
     ssize_t n = fn(&c, buf, size, offset);
     kvik__future_complete(fut, n, n < 0 ? kvik_last_error() : NULL);
     *out = fut;
@@ -613,9 +648,11 @@ static int submit(kvik_file *f, bool write, uintptr_t buf, size_t size, int64_t 
   atomic_fetch_add_explicit(&f->h.refs, 1, memory_order_relaxed); /* the operation's */
   rc = kvik__pool_submit_range(pool, fn, flush, chunk_ctx_release, &c, sizeof c, buf, size, offset,
                                task_size, out);
-  if (rc)
+  if (rc) {
     kvik__file_put(f);
-  return rc;
+    return request_err(rc, f, write, size, offset, fn_name);
+  }
+  return 0;
 }
 
 /* kvik_file_pread and kvik_file_pwrite. */
@@ -625,9 +662,10 @@ static int parallel(kvik_file *f, bool write, const void *buf, size_t size, int6
   if (rc)
     return rc;
   if (!out)
-    rc = kvik__err(KVIK_EINVAL, "%s: out is NULL", fn);
+    rc = kvik__err(KVIK_EINVAL, "%s %s: cannot %s %zu bytes at offset %lld: out is NULL", fn,
+                   f->path, write ? "write" : "read", size, (long long)offset);
   else if ((rc = check_io(f, buf, size, offset, write, fn)) == 0)
-    rc = submit(f, write, (uintptr_t)buf, size, offset, opts, out);
+    rc = submit(f, write, (uintptr_t)buf, size, offset, opts, out, fn);
   kvik__file_put(f);
   return rc;
 }

@@ -25,6 +25,9 @@ void kvik__file_put_later(kvik_file *f);
  * the buffer, offset and size ranges, the open mode, the configuration. */
 int kvik__file_check_io(kvik_file *f, const void *buf, size_t size, int64_t offset, bool write,
                         const char *fn);
+/* The open-mode part of those checks (and the configuration), for a request of size bytes at
+ * offset (named in the message). */
+int kvik__file_check_mode(kvik_file *f, bool write, size_t size, int64_t offset, const char *fn);
 /* kvik_file_read (write false) or kvik_file_write on a held file; fn names the call in errors. */
 ssize_t kvik__file_rw(kvik_file *f, bool write, void *buf, size_t size, int64_t offset,
                       const char *fn);

@@ -1074,27 +1074,37 @@ static int enqueue_cufile(const struct kvik__cuda_api *cu, struct sop *op, CUstr
 
 /* ---- public ------------------------------------------------------------------------------- */
 
+/* out is NULL for the pointer forms; fut_form says which the caller is. */
 static int enqueue(kvik_file *f, bool write, const void *base, size_t *size_p, int64_t *foff_p,
                    int64_t *boff_p, ssize_t *bytes_p, struct CUstream_st *stream, kvik_future **out,
-                   const char *fn) {
+                   bool fut_form, const char *fn) {
   int rc = kvik__file_get(f, fn);
   if (rc)
     return rc;
   const char *path = kvik__file_path(f);
   const struct kvik__cuda_api *cu = NULL;
   struct sop *op = NULL;
-  if ((rc = kvik__file_check_io(f, base, 0, 0, write, fn)) != 0)
-    ;
-  else if (!base)
-    rc = kvik__err(KVIK_EINVAL, "%s %s: buffer is NULL", fn, path);
+  if (fut_form && !out)
+    rc = kvik__err(KVIK_EINVAL, "%s %s: cannot %s %zu bytes at file offset %lld: out is NULL", fn,
+                   path, write ? "write" : "read", *size_p, (long long)*foff_p);
   else if (!out && (!size_p || !foff_p || !boff_p || !bytes_p))
     rc = kvik__err(KVIK_EINVAL, "%s %s: %s is NULL", fn, path,
                    !size_p   ? "size"
                    : !foff_p ? "file_offset"
                    : !boff_p ? "buf_offset"
                              : "the result pointer");
-  else if ((rc = kvik__cuda_get(&cu)) == 0 && !(op = sop_new()))
-    rc = kvik__err(-ENOMEM, "%s: out of memory", fn);
+  else if (!base)
+    rc = kvik__err(KVIK_EINVAL, "%s %s: cannot %s %zu bytes at file offset %lld: buffer is NULL",
+                   fn, path, write ? "write" : "read", *size_p, (long long)*foff_p);
+  /* The size and offsets are checked when the stream reaches the operation. */
+  else if ((rc = kvik__file_check_mode(f, write, *size_p, *foff_p, fn)) == 0 &&
+           (rc = kvik__cuda_get(&cu)) != 0) {
+    char inner[KVIK_ERRMSG_MAX];
+    snprintf(inner, sizeof inner, "%s", kvik_last_error());
+    rc = kvik__err(rc, "%s %s: %s", fn, path, inner);
+  } else if (rc == 0 && !(op = sop_new())) {
+    rc = kvik__err(-ENOMEM, "%s %s: out of memory", fn, path);
+  }
   if (rc) {
     kvik__file_put(f);
     return rc;
@@ -1146,28 +1156,24 @@ static int enqueue(kvik_file *f, bool write, const void *base, size_t *size_p, i
 
 int kvik_file_read_async(kvik_file *f, void *buf_base, size_t *size, int64_t *file_offset,
                          int64_t *buf_offset, ssize_t *bytes_read, struct CUstream_st *stream) {
-  return enqueue(f, false, buf_base, size, file_offset, buf_offset, bytes_read, stream, NULL,
+  return enqueue(f, false, buf_base, size, file_offset, buf_offset, bytes_read, stream, NULL, false,
                  "kvik_file_read_async");
 }
 
 int kvik_file_write_async(kvik_file *f, const void *buf_base, size_t *size, int64_t *file_offset,
                           int64_t *buf_offset, ssize_t *bytes_written, struct CUstream_st *stream) {
   return enqueue(f, true, buf_base, size, file_offset, buf_offset, bytes_written, stream, NULL,
-                 "kvik_file_write_async");
+                 false, "kvik_file_write_async");
 }
 
 int kvik_file_read_async_future(kvik_file *f, void *buf, size_t size, int64_t file_offset,
                                 struct CUstream_st *stream, kvik_future **out) {
-  if (!out)
-    return kvik__err(KVIK_EINVAL, "kvik_file_read_async_future: out is NULL");
-  return enqueue(f, false, buf, &size, &file_offset, NULL, NULL, stream, out,
+  return enqueue(f, false, buf, &size, &file_offset, NULL, NULL, stream, out, true,
                  "kvik_file_read_async_future");
 }
 
 int kvik_file_write_async_future(kvik_file *f, const void *buf, size_t size, int64_t file_offset,
                                  struct CUstream_st *stream, kvik_future **out) {
-  if (!out)
-    return kvik__err(KVIK_EINVAL, "kvik_file_write_async_future: out is NULL");
-  return enqueue(f, true, buf, &size, &file_offset, NULL, NULL, stream, out,
+  return enqueue(f, true, buf, &size, &file_offset, NULL, NULL, stream, out, true,
                  "kvik_file_write_async_future");
 }

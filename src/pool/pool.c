@@ -31,8 +31,8 @@ struct item {
 };
 
 struct kvik_pool {
-  struct kvik__handle h; /* the handle set's header (refs unused: a pool is freed by destroy) */
-  pthread_mutex_t lock;  /* guards every field below except resize_lock */
+  struct kvik__handle h;  /* the handle set's header (refs unused: a pool is freed by destroy) */
+  pthread_mutex_t lock;   /* guards every field below except resize_lock */
   pthread_cond_t work_cv; /* signalled when an item is queued or workers must exit */
   struct item *q;         /* ring buffer of qcap items, qlen of them from qhead */
   size_t qcap, qhead, qlen;
@@ -636,8 +636,8 @@ static int future_wait_for(kvik_future *f, int64_t timeout_ms, const char *fn) {
   }
   bool done = f->done;
   pthread_mutex_unlock(&f->lock);
-  return done ? 0 : kvik__err(KVIK_ETIMEDOUT, "%s: not done after %lld ms", fn,
-                              (long long)timeout_ms);
+  return done ? 0
+              : kvik__err(KVIK_ETIMEDOUT, "%s: not done after %lld ms", fn, (long long)timeout_ms);
 }
 
 int kvik_future_wait_for(kvik_future *f, int64_t timeout_ms) {

@@ -863,8 +863,8 @@ static void batch_close_in_flight(void **state) {
     assert_true(nr >= 1);
     for (unsigned i = 0; i < nr; i++) {
       if (ev[i].status != KVIK_BATCH_COMPLETE)
-        fail_msg("op %zu: status %d result %zd: %s", (size_t)(uintptr_t)ev[i].cookie,
-                 ev[i].status, ev[i].result, ev[i].error);
+        fail_msg("op %zu: status %d result %zd: %s", (size_t)(uintptr_t)ev[i].cookie, ev[i].status,
+                 ev[i].result, ev[i].error);
       assert_int_equal(ev[i].result, n);
     }
     got += nr;
