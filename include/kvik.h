@@ -15,10 +15,20 @@
  *  - Options structs start with `size_t sz` (set it to sizeof the struct) and may be NULL for
  *    defaults. Fields are only ever appended.
  *  - Close/destroy functions accept NULL.
+ *  - Handles (kvik_file, kvik_pool, kvik_future, kvik_remote, kvik_batch) are checked on entry
+ *    against the library's set of live handles, by address, before anything is read through
+ *    them: a handle used after its close or destroy, a future after its kvik_future_wait, a
+ *    handle of another kind, or a pointer that never was a handle gives KVIK_EMISUSE (the
+ *    detail names the call), and the memory it points to is never read. As with file
+ *    descriptors, the address of a closed handle may be given to a handle of the same kind
+ *    opened later; a stale pointer then refers to that new handle.
  *
  * Thread-safety: all functions may be called from any thread. A kvik_file may be used by many
- * threads at once for reads and writes (positioned I/O, no shared offset); closing it while
- * another thread uses it is the caller's bug. A kvik_future belongs to one waiter.
+ * threads at once for reads and writes (positioned I/O, no shared offset), and closed while
+ * other threads use it: a call that has started finishes normally, later calls get
+ * KVIK_EMISUSE (see kvik_file_close). The same holds for kvik_remote and kvik_batch handles.
+ * A kvik_future belongs to one waiter. A pool must not be destroyed while other threads may
+ * still pass it to calls.
  */
 #ifndef KVIK_H
 #define KVIK_H
@@ -165,7 +175,9 @@ typedef struct kvik_future kvik_future; /* opaque */
  *  (the future is not freed there; its memory is the parent's copy). */
 KVIK_API int kvik_pool_create(kvik_pool **out, unsigned nthreads);
 /** Waits for queued work to finish, stops the workers and frees the pool. NULL is fine. The
- *  default pool cannot be destroyed (KVIK_EINVAL). */
+ *  default pool cannot be destroyed (KVIK_EINVAL). Calls with the pool after this one started
+ *  get KVIK_EMISUSE; destroying a pool while another thread may still be inside a call with it
+ *  is the caller's bug. */
 KVIK_API int kvik_pool_destroy(kvik_pool *pool);
 /** Changes the number of workers; work in flight finishes first. */
 KVIK_API int kvik_pool_resize(kvik_pool *pool, unsigned nthreads);
@@ -176,9 +188,10 @@ KVIK_API int kvik_pool_nthreads(kvik_pool *pool);
 KVIK_API int kvik_pool_default(kvik_pool **out);
 
 /** Waits for the operation and frees the future. Returns the byte count, or a negative code
- *  whose detail is then in this thread's kvik_last_error(). Must be called exactly once per
- *  future; the I/O buffer must stay valid until then. In a child process, on a future made
- *  before fork(): KVIK_ECANCELED at once (see kvik_pool_create). */
+ *  whose detail is then in this thread's kvik_last_error(). Call it exactly once per future;
+ *  the I/O buffer must stay valid until then. A second call, or any call with the future
+ *  afterwards, returns KVIK_EMISUSE. In a child process, on a future made before fork():
+ *  KVIK_ECANCELED at once (see kvik_pool_create). */
 KVIK_API ssize_t kvik_future_wait(kvik_future *fut);
 /** Waits up to timeout_ms (negative: forever) without freeing. Returns 0 when the operation
  *  is done, KVIK_ETIMEDOUT if not yet, KVIK_EMISUSE for a bad handle. */
@@ -230,8 +243,17 @@ struct kvik_file_info {
  *  and a message saying the O_DIRECT descriptor could not be opened. */
 KVIK_API int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t mode,
                             kvik_compat compat);
-/** Closes the descriptors and frees the handle. NULL is fine. Returns 0 or the first close
- *  error (the handle is freed regardless). */
+/** Closes the handle. NULL is fine. From the moment this is called, every call with f returns
+ *  KVIK_EMISUSE (a call already running on another thread finishes normally). Operations in
+ *  flight keep the file open and finish normally, with the same bytes and results as without
+ *  the close: a parallel read or write (kvik_file_pread/pwrite) until its last chunk is done, a
+ *  batch operation until its event is reaped or its batch destroyed, a stream-ordered operation
+ *  until the stream has passed it. close never waits for them.
+ *  When nothing is in flight, the descriptors are closed and the handle freed before this
+ *  returns, and the result is 0 or the first close(2) error (the handle is freed regardless).
+ *  Otherwise it returns 0 at once, and the last operation to finish closes the descriptors and
+ *  frees the handle; a close(2) error then can no longer be returned and goes to the log
+ *  (KVIK_LOG_WARN). Returns KVIK_EMISUSE for a handle closed already. */
 KVIK_API int kvik_file_close(kvik_file *f);
 /** Current size in bytes (kept correct after writes through the handle), or a negative code.
  *  For a block device, the device's size. */
@@ -240,7 +262,8 @@ KVIK_API int64_t kvik_file_size(kvik_file *f);
 KVIK_API int kvik_file_info(kvik_file *f, struct kvik_file_info *info);
 /** The buffered file descriptor (owned by the handle), or a negative code. */
 KVIK_API int kvik_file_fd(kvik_file *f);
-/** The path the file was opened with (owned by the handle). NULL for a bad handle. */
+/** The path the file was opened with (owned by the handle, valid until kvik_file_close). NULL
+ *  for a bad handle. */
 KVIK_API const char *kvik_file_path(kvik_file *f);
 
 /** Per-call options for parallel I/O. */
@@ -748,10 +771,16 @@ struct kvik_batch_event {
  *  not yet reaped by kvik_batch_status(). *out is set only on success; free with
  *  kvik_batch_destroy(). */
 KVIK_API int kvik_batch_create(kvik_batch **out, unsigned max_ops);
-/** Submits n operations. All are checked first (file, mode, buffer, offsets): on an error none
- *  is submitted and the code names the operation's index. KVIK_EINVAL if n exceeds the batch's
- *  max_ops, KVIK_EBUSY if the batch has no room for n more until finished operations are
- *  reaped. Buffers must stay valid until the operation's event is reaped. */
+/** Submits n operations. All are checked before any starts; on an error none is submitted, and
+ *  the detail names the operation's index, the field and why. KVIK_EINVAL: an unknown opcode;
+ *  buf NULL with a size; buf_offset negative; buf_offset + size past INT64_MAX; the range
+ *  [buf + buf_offset, + size) wrapping around the address space; file_offset negative, or
+ *  file_offset + size past INT64_MAX. KVIK_EMISUSE: file is not an open kvik file;
+ *  KVIK_EBADMODE: the file's mode does not allow the operation. KVIK_EINVAL also if n exceeds
+ *  the batch's max_ops, KVIK_EBUSY if the batch has no room for n more until finished
+ *  operations are reaped. Each operation holds its file until its event is reaped (or the batch
+ *  is destroyed), so a file may be closed with operations in flight. Buffers must stay valid
+ *  until the operation's event is reaped. */
 KVIK_API int kvik_batch_submit(kvik_batch *batch, const struct kvik_batch_io *ops, unsigned n);
 /** Reaps finished operations: waits until at least min_nr have finished or timeout_ms passes
  *  (negative: no limit; 0: do not wait), then copies up to *nr events (in: capacity of

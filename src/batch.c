@@ -19,17 +19,16 @@
 #include <string.h>
 #include <time.h>
 
-#define KVIK_MAGIC_BATCH 0x6b766274U /* "kvbt" */
 #define MAX_OPS 65536u
 
 enum { S_FREE, S_QUEUED, S_RUNNING, S_CUFILE, S_DONE };
 
 struct bop {
   struct kvik_batch *b;
-  struct kvik_batch_io io;
-  unsigned index; /* in ops[]                                                          */
-  uint64_t gen;   /* submissions of this slot: cuFile's cookie carries it, so an event
-                     of an earlier use of the slot (canceled by kvik) is recognized   */
+  struct kvik_batch_io io; /* io.file: a reference is held from submission until reaped */
+  unsigned index;          /* in ops[]                                                          */
+  uint64_t gen;            /* submissions of this slot: cuFile's cookie carries it, so an event
+                              of an earlier use of the slot (canceled by kvik) is recognized   */
   int state;
   int status; /* enum kvik_batch_status, once S_DONE */
   ssize_t result;
@@ -37,9 +36,9 @@ struct bop {
 };
 
 struct kvik_batch {
-  unsigned magic;
+  struct kvik__handle h; /* refs: the caller's (while in the handle set), one per call in
+                            progress, one per pool task not yet run */
   unsigned max;
-  _Atomic int refs; /* the handle's, plus one per pool task not yet run */
   /* Guards ops[], used, running, cf_outstanding, destroyed; cv signals an operation done and
    * running dropping. No cuFile or CUDA call is made under it. */
   pthread_mutex_t lock;
@@ -55,17 +54,24 @@ struct kvik_batch {
   CUfileBatchHandle_t cf; /* NULL until the first cuFile operation (cf_lock) */
 };
 
-static int batch_check(kvik_batch *b, const char *fn) {
+/* Takes a reference on b for a call, if b is a live batch. */
+static int batch_get(kvik_batch *b, const char *fn) {
   if (!b)
     return kvik__err(KVIK_EINVAL, "%s: batch is NULL", fn);
-  if (b->magic != KVIK_MAGIC_BATCH)
-    return kvik__err(KVIK_EMISUSE, "%s: not a live kvik batch (bad magic)", fn);
+  if (!kvik__handle_get(b, KVIK_MAGIC_BATCH))
+    return kvik__err(KVIK_EMISUSE,
+                     "%s: %p is not a live kvik batch (destroyed already, or never a kvik_batch)",
+                     fn, (void *)b);
   return 0;
 }
 
 static void batch_unref(kvik_batch *b) {
-  if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+  if (atomic_fetch_sub_explicit(&b->h.refs, 1, memory_order_acq_rel) != 1)
     return;
+  /* Operations finished and never reaped still hold their files. */
+  for (unsigned i = 0; i < b->max; i++)
+    if (b->ops[i].state != S_FREE)
+      kvik__file_put(b->ops[i].io.file);
   pthread_cond_destroy(&b->cv);
   pthread_mutex_destroy(&b->lock);
   pthread_mutex_destroy(&b->cf_lock);
@@ -86,14 +92,13 @@ int kvik_batch_create(kvik_batch **out, unsigned max_ops) {
     kvik__free(ops);
     return kvik__err(-ENOMEM, "kvik_batch_create: out of memory for %u operations", max_ops);
   }
-  b->magic = KVIK_MAGIC_BATCH;
   b->max = max_ops;
   b->ops = ops;
   for (unsigned i = 0; i < max_ops; i++) {
     ops[i].b = b;
     ops[i].index = i;
   }
-  atomic_store(&b->refs, 1);
+  atomic_store(&b->h.refs, 1);
   pthread_mutex_init(&b->lock, NULL);
   pthread_mutex_init(&b->cf_lock, NULL);
   pthread_condattr_t ca;
@@ -101,6 +106,7 @@ int kvik_batch_create(kvik_batch **out, unsigned max_ops) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&b->cv, &ca);
   pthread_condattr_destroy(&ca);
+  kvik__handle_add(&b->h, KVIK_MAGIC_BATCH);
   *out = b;
   return 0;
 }
@@ -128,8 +134,9 @@ static void run_op(void *arg) {
   pthread_mutex_unlock(&b->lock);
   if (go) {
     void *p = (void *)((uintptr_t)io.buf + (uintptr_t)io.buf_offset);
-    ssize_t n = io.opcode == KVIK_BATCH_WRITE ? kvik_file_write(io.file, p, io.size, io.file_offset)
-                                              : kvik_file_read(io.file, p, io.size, io.file_offset);
+    /* The operation holds its file, which may be closed by now: it runs all the same. */
+    ssize_t n = kvik__file_rw(io.file, io.opcode == KVIK_BATCH_WRITE, p, io.size, io.file_offset,
+                              "kvik_batch operation");
     pthread_mutex_lock(&b->lock);
     done_locked(op, n < 0 ? KVIK_BATCH_FAILED : KVIK_BATCH_COMPLETE, n,
                 n < 0 ? kvik_last_error() : NULL);
@@ -144,11 +151,11 @@ static void to_pool(struct bop *op) {
   kvik_batch *b = op->b;
   kvik_pool *pool;
   int rc = kvik__file_pool(op->io.file, &pool);
-  atomic_fetch_add(&b->refs, 1);
+  atomic_fetch_add(&b->h.refs, 1);
   if (rc == 0)
     rc = kvik__pool_submit(pool, run_op, op);
   if (rc) {
-    atomic_fetch_sub(&b->refs, 1);
+    atomic_fetch_sub(&b->h.refs, 1);
     pthread_mutex_lock(&b->lock);
     done_locked(op, KVIK_BATCH_FAILED, rc, kvik_last_error());
     pthread_mutex_unlock(&b->lock);
@@ -235,49 +242,85 @@ static int to_cufile(kvik_batch *b, struct bop *op, CUfileIOParams_t *p, CUconte
   return 0;
 }
 
-int kvik_batch_submit(kvik_batch *b, const struct kvik_batch_io *ops, unsigned n) {
-  int rc = batch_check(b, "kvik_batch_submit");
+/* Checks operation i of a submission and takes a reference on its file (0), or returns the
+ * code with the detail naming the operation, the field and why. Every field is checked before
+ * anything is used: the buffer range [buf + buf_offset, + size) must not wrap around the address
+ * space, and buf_offset + size and file_offset + size must fit in an int64_t. */
+static int check_op(const struct kvik_batch_io *io, unsigned i) {
+  char who[64];
+  snprintf(who, sizeof who, "kvik_batch_submit: operation %u", i);
+  if (io->opcode != KVIK_BATCH_READ && io->opcode != KVIK_BATCH_WRITE)
+    return kvik__err(KVIK_EINVAL,
+                     "%s: unknown opcode %d (KVIK_BATCH_READ is %d, KVIK_BATCH_WRITE is %d)", who,
+                     io->opcode, KVIK_BATCH_READ, KVIK_BATCH_WRITE);
+  int rc = kvik__file_get(io->file, who);
   if (rc)
     return rc;
+  const char *path = kvik__file_path(io->file);
+  uintptr_t buf = (uintptr_t)io->buf;
+  long long boff = (long long)io->buf_offset, foff = (long long)io->file_offset;
+  size_t size = io->size;
+  if (!io->buf && size)
+    rc = kvik__err(KVIK_EINVAL, "%s (%s): buf is NULL and size is %zu", who, path, size);
+  else if (io->buf_offset < 0)
+    rc = kvik__err(KVIK_EINVAL, "%s (%s): buf_offset %lld is negative", who, path, boff);
+  else if (size > (size_t)INT64_MAX || io->buf_offset > INT64_MAX - (int64_t)size)
+    rc = kvik__err(KVIK_EINVAL, "%s (%s): buf_offset %lld + size %zu overflows int64_t", who, path,
+                   boff, size);
+  else if ((uint64_t)io->buf_offset > UINTPTR_MAX - buf ||
+           size > UINTPTR_MAX - (buf + (uintptr_t)io->buf_offset))
+    rc = kvik__err(KVIK_EINVAL,
+                   "%s (%s): buf %p + buf_offset %lld + size %zu wraps around the address space",
+                   who, path, io->buf, boff, size);
+  else if (io->file_offset < 0)
+    rc = kvik__err(KVIK_EINVAL, "%s (%s): file_offset %lld is negative", who, path, foff);
+  else if (io->file_offset > INT64_MAX - (int64_t)size)
+    rc = kvik__err(KVIK_EINVAL, "%s (%s): file_offset %lld + size %zu overflows int64_t", who, path,
+                   foff, size);
+  else
+    rc = kvik__file_check_io(io->file, (const void *)(buf + (uintptr_t)io->buf_offset), size,
+                             io->file_offset, io->opcode == KVIK_BATCH_WRITE, who);
+  if (rc)
+    kvik__file_put(io->file);
+  return rc;
+}
+
+/* Drops the file references check_op took for ops[0..n). */
+static void put_files(const struct kvik_batch_io *ops, unsigned n) {
+  for (unsigned i = 0; i < n; i++)
+    kvik__file_put(ops[i].file);
+}
+
+static int batch_submit(kvik_batch *b, const struct kvik_batch_io *ops, unsigned n) {
   if (n == 0)
     return 0;
   if (!ops)
-    return kvik__err(KVIK_EINVAL, "kvik_batch_submit: ops is NULL");
+    return kvik__err(KVIK_EINVAL, "kvik_batch_submit: ops is NULL (n is %u)", n);
   if (n > b->max)
     return kvik__err(KVIK_EINVAL,
                      "kvik_batch_submit: %u operations, more than the batch holds (max_ops %u)", n,
                      b->max);
   for (unsigned i = 0; i < n; i++) {
-    const struct kvik_batch_io *io = &ops[i];
-    if (io->opcode != KVIK_BATCH_READ && io->opcode != KVIK_BATCH_WRITE)
-      return kvik__err(KVIK_EINVAL, "kvik_batch_submit: operation %u: unknown opcode %d", i,
-                       io->opcode);
-    if (io->buf_offset < 0 || (!io->buf && io->size) ||
-        (uint64_t)io->buf_offset > UINTPTR_MAX - (uintptr_t)io->buf)
-      return kvik__err(KVIK_EINVAL,
-                       "kvik_batch_submit: operation %u: buffer %p + offset %lld is "
-                       "out of range",
-                       i, io->buf, (long long)io->buf_offset);
-    rc = kvik__file_check_io(
-        io->file, (const void *)((uintptr_t)io->buf + (uintptr_t)io->buf_offset), io->size,
-        io->file_offset, io->opcode == KVIK_BATCH_WRITE, "kvik_batch_submit");
+    int rc = check_op(&ops[i], i);
     if (rc) {
-      char msg[KVIK_ERRMSG_MAX];
-      snprintf(msg, sizeof msg, "%s", kvik_last_error());
-      return kvik__err(rc, "operation %u: %s", i, msg);
+      put_files(ops, i);
+      return rc;
     }
   }
 
   /* Reserve n slots. */
   struct bop *mine[64], **list = n <= 64 ? mine : kvik__malloc(n * sizeof *list);
-  if (!list)
-    return kvik__err(-ENOMEM, "kvik_batch_submit: out of memory");
+  if (!list) {
+    put_files(ops, n);
+    return kvik__err(-ENOMEM, "kvik_batch_submit: out of memory for %u operations", n);
+  }
   pthread_mutex_lock(&b->lock);
   if (b->used + n > b->max) {
     unsigned used = b->used;
     pthread_mutex_unlock(&b->lock);
     if (list != mine)
       kvik__free(list);
+    put_files(ops, n);
     return kvik__err(KVIK_EBUSY,
                      "kvik_batch_submit: the batch is full: %u of %u operations are submitted or "
                      "finished but not reaped; reap with kvik_batch_status() first",
@@ -321,6 +364,15 @@ int kvik_batch_submit(kvik_batch *b, const struct kvik_batch_io *ops, unsigned n
   return 0;
 }
 
+int kvik_batch_submit(kvik_batch *b, const struct kvik_batch_io *ops, unsigned n) {
+  int rc = batch_get(b, "kvik_batch_submit");
+  if (rc)
+    return rc;
+  rc = batch_submit(b, ops, n);
+  batch_unref(b);
+  return rc;
+}
+
 /* The result of a cuFile batch event as kvik reports it. */
 static void cufile_event(kvik_batch *b, const CUfileIOEvents_t *ev) {
   uintptr_t cookie = (uintptr_t)ev->cookie;
@@ -348,12 +400,14 @@ static void cufile_event(kvik_batch *b, const CUfileIOEvents_t *ev) {
                : ret < 0                                ? (int)ret
                                                         : KVIK_ECUFILE;
     if (code == KVIK_ECUFILE)
-      snprintf(msg, sizeof msg, "cuFile batch %s of %s at offset %lld: %s (status %d, ret %zd)",
-               what, kvik_file_path(op->io.file), (long long)op->io.file_offset,
+      snprintf(msg, sizeof msg,
+               "cuFile batch %s %s: %zu bytes at offset %lld: %s (status %d, ret %zd)", what,
+               kvik__file_path(op->io.file), op->io.size, (long long)op->io.file_offset,
                ret < 0 ? kvik__cufile_errname((int)-ret) : "failed", (int)ev->status, ret);
     else
-      snprintf(msg, sizeof msg, "cuFile batch %s of %s at offset %lld: %s", what,
-               kvik_file_path(op->io.file), (long long)op->io.file_offset, kvik__errno_text(-code));
+      snprintf(msg, sizeof msg, "cuFile batch %s %s: %zu bytes at offset %lld: %s", what,
+               kvik__file_path(op->io.file), op->io.size, (long long)op->io.file_offset,
+               kvik__errno_text(-code));
     ret = code;
   }
   b->cf_outstanding--;
@@ -396,11 +450,38 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int kvik_batch_status(kvik_batch *b, unsigned min_nr, unsigned *nr, struct kvik_batch_event *events,
-                      int64_t timeout_ms) {
-  int rc = batch_check(b, "kvik_batch_status");
-  if (rc)
-    return rc;
+/* Copies up to *nr finished operations' events and frees their slots; their file references
+ * are dropped outside the lock (the last one closes a file, which may log). */
+static void reap(kvik_batch *b, unsigned *nr, struct kvik_batch_event *events) {
+  unsigned got = 0, i = 0;
+  for (;;) {
+    kvik_file *files[64];
+    unsigned nfiles = 0;
+    pthread_mutex_lock(&b->lock);
+    for (; i < b->max && got < *nr && nfiles < 64; i++) {
+      struct bop *op = &b->ops[i];
+      if (op->state != S_DONE)
+        continue;
+      struct kvik_batch_event *ev = &events[got++];
+      ev->cookie = op->io.cookie;
+      ev->status = op->status;
+      ev->result = op->result;
+      memcpy(ev->error, op->error, sizeof ev->error);
+      op->state = S_FREE;
+      b->used--;
+      files[nfiles++] = op->io.file;
+    }
+    pthread_mutex_unlock(&b->lock);
+    for (unsigned k = 0; k < nfiles; k++)
+      kvik__file_put(files[k]);
+    if (nfiles < 64)
+      break;
+  }
+  *nr = got;
+}
+
+static int batch_status(kvik_batch *b, unsigned min_nr, unsigned *nr,
+                        struct kvik_batch_event *events, int64_t timeout_ms) {
   if (!nr)
     return kvik__err(KVIK_EINVAL, "kvik_batch_status: nr is NULL");
   if (*nr && !events)
@@ -446,24 +527,18 @@ int kvik_batch_status(kvik_batch *b, unsigned min_nr, unsigned *nr, struct kvik_
     pthread_mutex_unlock(&b->lock);
   }
   pthread_mutex_unlock(&b->cf_lock);
-
-  unsigned got = 0;
-  pthread_mutex_lock(&b->lock);
-  for (unsigned i = 0; i < b->max && got < *nr; i++) {
-    struct bop *op = &b->ops[i];
-    if (op->state != S_DONE)
-      continue;
-    struct kvik_batch_event *ev = &events[got++];
-    ev->cookie = op->io.cookie;
-    ev->status = op->status;
-    ev->result = op->result;
-    memcpy(ev->error, op->error, sizeof ev->error);
-    op->state = S_FREE;
-    b->used--;
-  }
-  pthread_mutex_unlock(&b->lock);
-  *nr = got;
+  reap(b, nr, events);
   return 0;
+}
+
+int kvik_batch_status(kvik_batch *b, unsigned min_nr, unsigned *nr, struct kvik_batch_event *events,
+                      int64_t timeout_ms) {
+  int rc = batch_get(b, "kvik_batch_status");
+  if (rc)
+    return rc;
+  rc = batch_status(b, min_nr, nr, events, timeout_ms);
+  batch_unref(b);
+  return rc;
 }
 
 /* Cancels what has not started (cf_lock held): pool operations still queued are finished as
@@ -491,22 +566,25 @@ static void cancel_locked(kvik_batch *b) {
 }
 
 int kvik_batch_cancel(kvik_batch *b) {
-  int rc = batch_check(b, "kvik_batch_cancel");
+  int rc = batch_get(b, "kvik_batch_cancel");
   if (rc)
     return rc;
   pthread_mutex_lock(&b->cf_lock);
   cancel_locked(b);
   pthread_mutex_unlock(&b->cf_lock);
+  batch_unref(b);
   return 0;
 }
 
 int kvik_batch_destroy(kvik_batch *b) {
   if (!b)
     return 0;
-  int rc = batch_check(b, "kvik_batch_destroy");
-  if (rc)
-    return rc;
-  b->magic = KVIK_MAGIC_DEAD;
+  /* Out of the set first: from now on the batch is refused on entry. */
+  if (!kvik__handle_take(b, KVIK_MAGIC_BATCH))
+    return kvik__err(KVIK_EMISUSE,
+                     "kvik_batch_destroy: %p is not a live kvik batch (destroyed already, or "
+                     "never a kvik_batch)",
+                     (void *)b);
   pthread_mutex_lock(&b->cf_lock);
   cancel_locked(b);
   if (b->cf) {

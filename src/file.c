@@ -24,9 +24,16 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+/* Reference-counted: the caller's reference (while the file is in the handle set), one per
+ * public call in progress, and one per operation in flight (a parallel read or write until its
+ * last chunk is done, a batch operation until it is reaped, a stream-ordered operation until
+ * the stream has passed it). kvik_file_close takes the file out of the set, so no new call or
+ * operation can reach it, and drops the caller's reference; the last reference closes the
+ * descriptors and frees the memory. Everything below is immutable after open, except the
+ * deferred path decision (decide_lock). */
 struct kvik_file {
-  unsigned magic;
-  struct kvik__fds fds; /* fds.path points at path */
+  struct kvik__handle h; /* first: the handle set's header and the reference count */
+  struct kvik__fds fds;  /* fds.path points at path */
   char *path;
   bool readable, writable;
   int oflags;      /* the open(2) flags, for the cuFile descriptor */
@@ -55,26 +62,95 @@ struct chunk_ctx {
   uintptr_t base;
 };
 
-static int file_check(kvik_file *f, const char *fn) {
+/* Takes a reference on f for a call, if f is an open kvik file (see struct kvik__handle:
+ * nothing is read through a pointer that is not one). */
+static int file_get(kvik_file *f, const char *fn) {
   if (!f)
     return kvik__err(KVIK_EINVAL, "%s: file is NULL", fn);
-  if (f->magic != KVIK_MAGIC_FILE)
-    return kvik__err(KVIK_EMISUSE, "%s: not an open kvik file (bad magic)", fn);
+  if (!kvik__handle_get(f, KVIK_MAGIC_FILE))
+    return kvik__err(KVIK_EMISUSE,
+                     "%s: %p is not an open kvik file (closed already, or never a kvik_file)", fn,
+                     (void *)f);
   return 0;
 }
 
-/* Parses fopen-style flags. Returns 0 and the open(2) flags, or KVIK_EINVAL. */
-static int parse_flags(const char *flags, int *oflags, bool *rd, bool *wr) {
+/* Closes the descriptors and frees f, once nothing holds it. Returns 0 or the first close(2)
+ * error, described in msg; this thread's own detail is left alone, since the last reference
+ * may go in a worker, or in a waiter that is reporting another failure. */
+static int file_free(kvik_file *f, char *msg, size_t len) {
+  int rc = 0;
+  /* Before the descriptors close: cuFile's handle refers to cufile_fd. */
+  kvik__cufile_handle_deregister(f->cufile);
+  if (f->cufile_fd >= 0)
+    kvik__sys.close(f->cufile_fd);
+  int fds[2] = {f->fds.fd_direct, f->fds.fd};
+  for (int i = 0; i < 2; i++)
+    if (fds[i] >= 0 && kvik__sys.close(fds[i]) != 0 && rc == 0) {
+      int e = errno;
+      rc = -e;
+      snprintf(msg, len, "kvik_file_close %s: close(2) of its %sdescriptor: %s", f->path,
+               i == 0 ? "O_DIRECT " : "", kvik__errno_text(e));
+    }
+  pthread_mutex_destroy(&f->decide_lock);
+  kvik__free(f->path);
+  kvik__free(f);
+  return rc;
+}
+
+/* Frees f once its last reference is gone; a close(2) error goes to the log, since the call
+ * that could have returned it (kvik_file_close) is over. */
+static void file_last_put(kvik_file *f) {
+  char msg[KVIK_ERRMSG_MAX];
+  if (file_free(f, msg, sizeof msg) != 0)
+    kvik__log(KVIK_LOG_WARN,
+              "%s (the file was closed while operations were in flight; the descriptors were "
+              "closed when the last of them finished)",
+              msg);
+}
+
+void kvik__file_put(kvik_file *f) {
+  if (atomic_fetch_sub_explicit(&f->h.refs, 1, memory_order_acq_rel) == 1)
+    file_last_put(f);
+}
+
+static void *file_free_thread(void *arg) {
+  file_last_put(arg);
+  return NULL;
+}
+
+void kvik__file_put_later(kvik_file *f) {
+  if (atomic_fetch_sub_explicit(&f->h.refs, 1, memory_order_acq_rel) != 1)
+    return;
+  /* Only cuFile's handle needs a thread that may call cuFile; descriptors close anywhere. A
+   * thread of its own rather than a pool worker: getting the default pool may resize it, which
+   * waits for workers, and a CUDA host function must never wait for the stream's own work. */
+  if (f->cufile) {
+    pthread_attr_t a;
+    pthread_t t;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &a, file_free_thread, f);
+    pthread_attr_destroy(&a);
+    if (rc == 0)
+      return;
+    kvik__log(KVIK_LOG_WARN, "%s: no thread to close the file on (%s); closing it here", f->path,
+              kvik__errno_text(rc));
+  }
+  file_last_put(f);
+}
+
+/* Parses fopen-style flags. Returns 0 and the open(2) flags, or KVIK_EINVAL naming the path. */
+static int parse_flags(const char *path, const char *flags, int *oflags, bool *rd, bool *wr) {
   char mode = flags[0];
   if (mode == '\0')
-    return kvik__err(KVIK_EINVAL, "kvik_file_open: empty flags (use r, r+, w or w+)");
+    return kvik__err(KVIK_EINVAL, "kvik_file_open %s: empty flags \"\" (use r, r+, w or w+)", path);
   bool plus = false;
   for (const char *p = flags + 1; *p; p++) {
     if (*p == '+' && !plus)
       plus = true;
     else if (*p != 'b')
-      return kvik__err(KVIK_EINVAL, "kvik_file_open: unknown flags \"%s\" (use r, r+, w or w+)",
-                       flags);
+      return kvik__err(KVIK_EINVAL, "kvik_file_open %s: unknown flags \"%s\" (use r, r+, w or w+)",
+                       path, flags);
   }
   switch (mode) {
   case 'r':
@@ -89,12 +165,12 @@ static int parse_flags(const char *flags, int *oflags, bool *rd, bool *wr) {
     return 0;
   case 'a':
     return kvik__err(KVIK_EINVAL,
-                     "kvik_file_open: append mode \"%s\" is not supported: positioned writes "
+                     "kvik_file_open %s: append mode \"%s\" is not supported: positioned writes "
                      "cannot honour O_APPEND; open with \"r+\" and write at kvik_file_size()",
-                     flags);
+                     path, flags);
   default:
-    return kvik__err(KVIK_EINVAL, "kvik_file_open: unknown flags \"%s\" (use r, r+, w or w+)",
-                     flags);
+    return kvik__err(KVIK_EINVAL, "kvik_file_open %s: unknown flags \"%s\" (use r, r+, w or w+)",
+                     path, flags);
   }
 }
 
@@ -229,16 +305,15 @@ static void choose_pool(kvik_file *f) {
 
 int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t mode,
                    kvik_compat compat) {
-  if (!out || !path || !flags)
-    return kvik__err(KVIK_EINVAL, "kvik_file_open: %s is NULL",
-                     !out    ? "out"
-                     : !path ? "path"
-                             : "flags");
+  if (!path)
+    return kvik__err(KVIK_EINVAL, "kvik_file_open: path is NULL");
+  if (!out || !flags)
+    return kvik__err(KVIK_EINVAL, "kvik_file_open %s: %s is NULL", path, !out ? "out" : "flags");
   if ((int)compat < KVIK_COMPAT_OFF || compat > KVIK_COMPAT_DEFAULT)
     return kvik__err(KVIK_EINVAL, "kvik_file_open %s: unknown compat mode %d", path, (int)compat);
   int oflags = 0;
   bool rd = false, wr = false;
-  int rc = parse_flags(flags, &oflags, &rd, &wr);
+  int rc = parse_flags(path, flags, &oflags, &rd, &wr);
   if (rc)
     return rc;
   if ((rc = kvik__config_ready()) != 0)
@@ -311,7 +386,8 @@ int kvik_file_open(kvik_file **out, const char *path, const char *flags, mode_t 
   if ((rc = choose_path(f)) != 0)
     goto fail_close;
   choose_pool(f);
-  f->magic = KVIK_MAGIC_FILE;
+  atomic_store_explicit(&f->h.refs, 1, memory_order_relaxed);
+  kvik__handle_add(&f->h, KVIK_MAGIC_FILE);
   *out = f;
   kvik__err_clear();
   return 0;
@@ -330,59 +406,64 @@ fail_free:
 int kvik_file_close(kvik_file *f) {
   if (!f)
     return 0;
-  int rc = file_check(f, "kvik_file_close");
-  if (rc)
-    return rc;
-  f->magic = KVIK_MAGIC_DEAD;
-  /* Before the descriptors close: cuFile's handle refers to cufile_fd. */
-  kvik__cufile_handle_deregister(f->cufile);
-  if (f->cufile_fd >= 0)
-    kvik__sys.close(f->cufile_fd);
-  if (f->fds.fd_direct >= 0 && kvik__sys.close(f->fds.fd_direct) != 0 && rc == 0)
-    rc = kvik__err(-errno, "kvik_file_close %s: %s", f->path, kvik__errno_text(errno));
-  if (kvik__sys.close(f->fds.fd) != 0 && rc == 0)
-    rc = kvik__err(-errno, "kvik_file_close %s: %s", f->path, kvik__errno_text(errno));
-  pthread_mutex_destroy(&f->decide_lock);
-  kvik__free(f->path);
-  kvik__free(f);
-  return rc;
+  if (!kvik__handle_take(f, KVIK_MAGIC_FILE))
+    return kvik__err(KVIK_EMISUSE,
+                     "kvik_file_close: %p is not an open kvik file (closed already, or never a "
+                     "kvik_file)",
+                     (void *)f);
+  /* Operations in flight hold the file: the last of them closes it (kvik__file_put). */
+  if (atomic_fetch_sub_explicit(&f->h.refs, 1, memory_order_acq_rel) != 1)
+    return 0;
+  char msg[KVIK_ERRMSG_MAX];
+  int rc = file_free(f, msg, sizeof msg);
+  return rc ? kvik__err_set(rc, msg) : 0;
 }
 
 int64_t kvik_file_size(kvik_file *f) {
-  int rc = file_check(f, "kvik_file_size");
+  int rc = file_get(f, "kvik_file_size");
   if (rc)
     return rc;
   struct stat st;
+  int64_t size;
   if (kvik__sys.fstat(f->fds.fd, &st) != 0)
-    return kvik__err(-errno, "kvik_file_size %s: fstat: %s", f->path, kvik__errno_text(errno));
-  if (S_ISBLK(st.st_mode)) { /* st_size is 0 for a block device: ask the device */
+    size = kvik__err(-errno, "kvik_file_size %s: fstat: %s", f->path, kvik__errno_text(errno));
+  else if (S_ISBLK(st.st_mode)) { /* st_size is 0 for a block device: ask the device */
     uint64_t bytes = 0;
     if (ioctl(f->fds.fd, BLKGETSIZE64, &bytes) != 0)
-      return kvik__err(-errno, "kvik_file_size %s: BLKGETSIZE64: %s", f->path,
+      size = kvik__err(-errno, "kvik_file_size %s: BLKGETSIZE64: %s", f->path,
                        kvik__errno_text(errno));
-    return (int64_t)bytes;
+    else
+      size = (int64_t)bytes;
+  } else {
+    size = (int64_t)st.st_size;
   }
-  return (int64_t)st.st_size;
+  kvik__file_put(f);
+  return size;
 }
 
 int kvik_file_fd(kvik_file *f) {
-  int rc = file_check(f, "kvik_file_fd");
-  return rc ? rc : f->fds.fd;
+  int rc = file_get(f, "kvik_file_fd");
+  if (rc)
+    return rc;
+  int fd = f->fds.fd;
+  kvik__file_put(f);
+  return fd;
 }
 
 const char *kvik_file_path(kvik_file *f) {
-  return file_check(f, "kvik_file_path") ? NULL : f->path;
+  if (file_get(f, "kvik_file_path"))
+    return NULL;
+  const char *path = f->path; /* the caller's reference keeps it */
+  kvik__file_put(f);
+  return path;
 }
 
-int kvik_file_info(kvik_file *f, struct kvik_file_info *info) {
-  int rc = file_check(f, "kvik_file_info");
-  if (rc)
-    return rc;
+static int file_info(kvik_file *f, struct kvik_file_info *info) {
   if (!info)
-    return kvik__err(KVIK_EINVAL, "kvik_file_info: info is NULL");
+    return kvik__err(KVIK_EINVAL, "kvik_file_info %s: info is NULL", f->path);
   if (info->sz < sizeof *info)
-    return kvik__err(KVIK_EINVAL, "kvik_file_info: info->sz is %zu, expected at least %zu",
-                     info->sz, sizeof *info);
+    return kvik__err(KVIK_EINVAL, "kvik_file_info %s: info->sz is %zu, expected at least %zu",
+                     f->path, info->sz, sizeof *info);
   /* A deferred AUTO decision is made here when the process uses CUDA (never loading it). */
   const struct kvik__cuda_api *cu;
   if (!atomic_load_explicit(&f->decided, memory_order_acquire) && kvik__cuda_get_if_used(&cu))
@@ -404,26 +485,60 @@ int kvik_file_info(kvik_file *f, struct kvik_file_info *info) {
   return 0;
 }
 
-/* Checks a read or write request. Returns 0 or a negative code with the detail set. */
-static int check_io(kvik_file *f, const void *buf, size_t size, int64_t offset, bool write,
-                    const char *fn) {
-  int rc = file_check(f, fn);
+int kvik_file_info(kvik_file *f, struct kvik_file_info *info) {
+  int rc = file_get(f, "kvik_file_info");
   if (rc)
     return rc;
+  rc = file_info(f, info);
+  kvik__file_put(f);
+  return rc;
+}
+
+/* Checks a read or write request on a file the caller holds. Returns 0 or a negative code
+ * with the detail set: the call, the path, the offset and size, and why. */
+static int check_io(kvik_file *f, const void *buf, size_t size, int64_t offset, bool write,
+                    const char *fn) {
+  const char *what = write ? "write" : "read";
   if (!buf && size)
-    return kvik__err(KVIK_EINVAL, "%s %s: buffer is NULL", fn, f->path);
+    return kvik__err(KVIK_EINVAL, "%s %s: cannot %s %zu bytes at offset %lld: buffer is NULL", fn,
+                     f->path, what, size, (long long)offset);
   if (offset < 0)
-    return kvik__err(KVIK_EINVAL, "%s %s: negative offset %lld", fn, f->path, (long long)offset);
+    return kvik__err(KVIK_EINVAL, "%s %s: cannot %s %zu bytes at offset %lld: negative offset", fn,
+                     f->path, what, size, (long long)offset);
   if (size > (size_t)INT64_MAX || offset > INT64_MAX - (int64_t)size)
-    return kvik__err(KVIK_EOVERFLOW, "%s %s: offset %lld + size %zu overflows", fn, f->path,
-                     (long long)offset, size);
+    return kvik__err(KVIK_EOVERFLOW,
+                     "%s %s: cannot %s %zu bytes at offset %lld: offset + size "
+                     "overflows",
+                     fn, f->path, what, size, (long long)offset);
   if (size > (size_t)SSIZE_MAX)
-    return kvik__err(KVIK_EOVERFLOW, "%s %s: size %zu is larger than SSIZE_MAX", fn, f->path, size);
+    return kvik__err(KVIK_EOVERFLOW,
+                     "%s %s: cannot %s %zu bytes at offset %lld: size is larger than SSIZE_MAX", fn,
+                     f->path, what, size, (long long)offset);
+  return kvik__file_check_mode(f, write, size, offset, fn);
+}
+
+int kvik__file_check_mode(kvik_file *f, bool write, size_t size, int64_t offset, const char *fn) {
   if (write && !f->writable)
-    return kvik__err(KVIK_EBADMODE, "%s %s: file was opened read-only", fn, f->path);
+    return kvik__err(KVIK_EBADMODE,
+                     "%s %s: cannot write %zu bytes at offset %lld: the file was opened "
+                     "read-only",
+                     fn, f->path, size, (long long)offset);
   if (!write && !f->readable)
-    return kvik__err(KVIK_EBADMODE, "%s %s: file was opened write-only", fn, f->path);
+    return kvik__err(KVIK_EBADMODE,
+                     "%s %s: cannot read %zu bytes at offset %lld: the file was opened "
+                     "write-only",
+                     fn, f->path, size, (long long)offset);
   return kvik__config_ready();
+}
+
+/* Puts the call, the path and the request in front of the detail a lower layer set (memory
+ * kind detection, the pool), which does not know them. Returns rc. */
+static int request_err(int rc, kvik_file *f, bool write, size_t size, int64_t offset,
+                       const char *fn) {
+  char inner[KVIK_ERRMSG_MAX];
+  snprintf(inner, sizeof inner, "%s", kvik_last_error());
+  return kvik__err(rc, "%s %s: cannot %s %zu bytes at offset %lld: %s", fn, f->path,
+                   write ? "write" : "read", size, (long long)offset, inner);
 }
 
 /* Finds out what memory buf is (the kind is detected, never declared) and fills c. */
@@ -484,35 +599,48 @@ static ssize_t write_chunk(void *ctx, uintptr_t buf, size_t len, int64_t off) {
   return kvik__posix_write(&c->f->fds, (const void *)buf, len, off);
 }
 
-ssize_t kvik_file_read(kvik_file *f, void *buf, size_t size, int64_t offset) {
-  int rc = check_io(f, buf, size, offset, false, "kvik_file_read");
+ssize_t kvik__file_rw(kvik_file *f, bool write, void *buf, size_t size, int64_t offset,
+                      const char *fn) {
+  int rc = check_io(f, buf, size, offset, write, fn);
   if (rc)
     return rc;
   struct chunk_ctx c;
-  if (size == 0 || (rc = target(f, buf, size, &c)) != 0)
+  if (size == 0)
+    return 0;
+  if ((rc = target(f, buf, size, &c)) != 0)
+    return request_err(rc, f, write, size, offset, fn);
+  return write ? write_chunk(&c, (uintptr_t)buf, size, offset)
+               : read_chunk(&c, (uintptr_t)buf, size, offset);
+}
+
+ssize_t kvik_file_read(kvik_file *f, void *buf, size_t size, int64_t offset) {
+  int rc = file_get(f, "kvik_file_read");
+  if (rc)
     return rc;
-  return read_chunk(&c, (uintptr_t)buf, size, offset);
+  ssize_t n = kvik__file_rw(f, false, buf, size, offset, "kvik_file_read");
+  kvik__file_put(f);
+  return n;
 }
 
 ssize_t kvik_file_write(kvik_file *f, const void *buf, size_t size, int64_t offset) {
-  int rc = check_io(f, buf, size, offset, true, "kvik_file_write");
+  int rc = file_get(f, "kvik_file_write");
   if (rc)
     return rc;
-  struct chunk_ctx c;
-  if (size == 0 || (rc = target(f, buf, size, &c)) != 0)
-    return rc;
-  return write_chunk(&c, (uintptr_t)buf, size, offset);
+  ssize_t n = kvik__file_rw(f, true, (void *)buf, size, offset, "kvik_file_write");
+  kvik__file_put(f);
+  return n;
 }
 
 /* Resolves task size and pool from the options. */
 static int io_opts(kvik_file *f, const struct kvik_io_opts *opts, size_t *task_size,
-                   kvik_pool **pool) {
+                   kvik_pool **pool, const char *fn) {
   *task_size = (size_t)kvik__cfg_u64(KVIK_CFG_TASK_SIZE);
   *pool = f->pool;
   if (opts) {
     if (opts->sz < offsetof(struct kvik_io_opts, pool) + sizeof opts->pool)
       return kvik__err(KVIK_EINVAL,
-                       "kvik_io_opts: sz is %zu, set it to sizeof(struct kvik_io_opts)", opts->sz);
+                       "%s %s: kvik_io_opts.sz is %zu, set it to sizeof(struct kvik_io_opts)", fn,
+                       f->path, opts->sz);
     if (opts->task_size)
       *task_size = opts->task_size;
     if (opts->pool)
@@ -520,23 +648,31 @@ static int io_opts(kvik_file *f, const struct kvik_io_opts *opts, size_t *task_s
   }
   if (!*pool)
     return kvik_pool_default(pool);
-  return kvik__pool_check(*pool, "kvik_io_opts.pool");
+  char who[KVIK_ERRMSG_MAX / 2];
+  snprintf(who, sizeof who, "%s %s: kvik_io_opts.pool", fn, f->path);
+  return kvik__pool_check(*pool, who);
 }
 
-static int submit(kvik_file *f, kvik__chunk_fn fn, uintptr_t buf, size_t size, int64_t offset,
-                  const struct kvik_io_opts *opts, kvik_future **out) {
+/* A parallel operation holds its file until its last chunk is done. */
+static void chunk_ctx_release(void *ctx) { kvik__file_put(((struct chunk_ctx *)ctx)->f); }
+
+static int submit(kvik_file *f, bool write, uintptr_t buf, size_t size, int64_t offset,
+                  const struct kvik_io_opts *opts, kvik_future **out, const char *fn_name) {
   size_t task_size;
   kvik_pool *pool;
   struct chunk_ctx c;
-  int rc = io_opts(f, opts, &task_size, &pool);
-  if (rc || (rc = target(f, (const void *)buf, size, &c)) != 0)
+  kvik__chunk_fn fn = write ? write_chunk : read_chunk;
+  int rc = io_opts(f, opts, &task_size, &pool, fn_name);
+  if (rc)
     return rc;
+  if ((rc = target(f, (const void *)buf, size, &c)) != 0)
+    return request_err(rc, f, write, size, offset, fn_name);
   /* Device transfers under KVIKIO_GDS_THRESHOLD run inline: a pool round trip would cost more
    * than the transfer. */
   if (c.device && size < kvik__cfg_u64(KVIK_CFG_GDS_THRESHOLD)) {
     kvik_future *fut;
     if ((rc = kvik__future_new(&fut)) != 0)
-      return rc;
+      return request_err(rc, f, write, size, offset, fn_name);
     ssize_t n = fn(&c, buf, size, offset);
     kvik__future_complete(fut, n, n < 0 ? kvik_last_error() : NULL);
     *out = fut;
@@ -547,27 +683,39 @@ static int submit(kvik_file *f, kvik__chunk_fn fn, uintptr_t buf, size_t size, i
     fn = read_chunk_pipelined;
     flush = flush_chunks;
   }
-  return kvik__pool_submit_range(pool, fn, flush, &c, sizeof c, buf, size, offset, task_size, out);
+  atomic_fetch_add_explicit(&f->h.refs, 1, memory_order_relaxed); /* the operation's */
+  rc = kvik__pool_submit_range(pool, fn, flush, chunk_ctx_release, &c, sizeof c, buf, size, offset,
+                               task_size, out);
+  if (rc) {
+    kvik__file_put(f);
+    return request_err(rc, f, write, size, offset, fn_name);
+  }
+  return 0;
+}
+
+/* kvik_file_pread and kvik_file_pwrite. */
+static int parallel(kvik_file *f, bool write, const void *buf, size_t size, int64_t offset,
+                    const struct kvik_io_opts *opts, kvik_future **out, const char *fn) {
+  int rc = file_get(f, fn);
+  if (rc)
+    return rc;
+  if (!out)
+    rc = kvik__err(KVIK_EINVAL, "%s %s: cannot %s %zu bytes at offset %lld: out is NULL", fn,
+                   f->path, write ? "write" : "read", size, (long long)offset);
+  else if ((rc = check_io(f, buf, size, offset, write, fn)) == 0)
+    rc = submit(f, write, (uintptr_t)buf, size, offset, opts, out, fn);
+  kvik__file_put(f);
+  return rc;
 }
 
 int kvik_file_pread(kvik_file *f, void *buf, size_t size, int64_t offset,
                     const struct kvik_io_opts *opts, kvik_future **out) {
-  if (!out)
-    return kvik__err(KVIK_EINVAL, "kvik_file_pread: out is NULL");
-  int rc = check_io(f, buf, size, offset, false, "kvik_file_pread");
-  if (rc)
-    return rc;
-  return submit(f, read_chunk, (uintptr_t)buf, size, offset, opts, out);
+  return parallel(f, false, buf, size, offset, opts, out, "kvik_file_pread");
 }
 
 int kvik_file_pwrite(kvik_file *f, const void *buf, size_t size, int64_t offset,
                      const struct kvik_io_opts *opts, kvik_future **out) {
-  if (!out)
-    return kvik__err(KVIK_EINVAL, "kvik_file_pwrite: out is NULL");
-  int rc = check_io(f, buf, size, offset, true, "kvik_file_pwrite");
-  if (rc)
-    return rc;
-  return submit(f, write_chunk, (uintptr_t)buf, size, offset, opts, out);
+  return parallel(f, true, buf, size, offset, opts, out, "kvik_file_pwrite");
 }
 
 int kvik_drop_file_cache(const char *path) {
@@ -602,7 +750,9 @@ int kvik_drop_file_cache(const char *path) {
 
 /* ---- internal accessors (file.h) ---------------------------------------------------------- */
 
-int kvik__file_check(kvik_file *f, const char *fn) { return file_check(f, fn); }
+int kvik__file_get(kvik_file *f, const char *fn) { return file_get(f, fn); }
+
+const char *kvik__file_path(kvik_file *f) { return f->path; }
 
 int kvik__file_check_io(kvik_file *f, const void *buf, size_t size, int64_t offset, bool write,
                         const char *fn) {

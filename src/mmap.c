@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -33,8 +34,8 @@
 #define KVIK_MAGIC_MMAP 0x6b766d6dU /* "kvmm" */
 
 struct kvik_mmap {
-  unsigned magic;
-  int fd; /* kept open: the file's current size, growing it for writes, msync */
+  struct kvik__handle h; /* in the live-handle set while open (refs unused: close frees it) */
+  int fd;                /* kept open: the file's current size, growing it for writes, msync */
   char *path;
   bool readable, writable;
   int64_t offset; /* the mapped range as the caller gave it: [offset, offset + size) */
@@ -52,8 +53,9 @@ struct kvik_mmap {
 static int mmap_check(const kvik_mmap *m, const char *fn) {
   if (!m)
     return kvik__err(KVIK_EINVAL, "%s: mapping is NULL", fn);
-  if (m->magic != KVIK_MAGIC_MMAP)
-    return kvik__err(KVIK_EMISUSE, "%s: not an open kvik mapping (bad magic)", fn);
+  if (!kvik__handle_live(m, KVIK_MAGIC_MMAP))
+    return kvik__err(KVIK_EMISUSE, "%s: %p is not an open kvik mapping (closed, or never one)", fn,
+                     (const void *)m);
   return 0;
 }
 
@@ -172,7 +174,8 @@ int kvik_mmap_open(kvik_mmap **out, const char *path, const char *flags, size_t 
   }
   pthread_mutex_init(&m->lock, NULL);
   pthread_cond_init(&m->idle, NULL);
-  m->magic = KVIK_MAGIC_MMAP;
+  atomic_init(&m->h.refs, 1);
+  kvik__handle_add(&m->h, KVIK_MAGIC_MMAP);
   *out = m;
   kvik__err_clear();
   return 0;
@@ -188,15 +191,15 @@ fail_free:
 int kvik_mmap_close(kvik_mmap *m) {
   if (!m)
     return 0;
-  int rc = mmap_check(m, "kvik_mmap_close");
-  if (rc)
-    return rc;
+  /* Out of the set first: a second close, or any later call, is refused without a read. */
+  if (!kvik__handle_take(m, KVIK_MAGIC_MMAP))
+    return kvik__err(KVIK_EMISUSE, "kvik_mmap_close: %p is not an open kvik mapping", (void *)m);
+  int rc = 0;
   /* Parallel operations still running keep using the mapping: let them finish. */
   pthread_mutex_lock(&m->lock);
   while (m->inflight > 0)
     pthread_cond_wait(&m->idle, &m->lock);
   pthread_mutex_unlock(&m->lock);
-  m->magic = KVIK_MAGIC_DEAD;
   if (m->map && kvik__sys.munmap(m->map, m->map_len) != 0)
     rc = kvik__err(-errno, "kvik_mmap_close %s: munmap: %s", m->path, kvik__errno_text(errno));
   if (kvik__sys.close(m->fd) != 0 && rc == 0)
@@ -422,8 +425,8 @@ static int ptransfer(kvik_mmap *m, void *buf, size_t size, int64_t offset,
   pthread_mutex_lock(&m->lock);
   m->inflight += nchunks;
   pthread_mutex_unlock(&m->lock);
-  rc = kvik__pool_submit_range(pool, chunk, NULL, &c, sizeof c, (uintptr_t)buf, (size_t)n, offset,
-                               task, out);
+  rc = kvik__pool_submit_range(pool, chunk, NULL, NULL, &c, sizeof c, (uintptr_t)buf, (size_t)n,
+                               offset, task, out);
   if (rc) { /* nothing was queued: no chunk will run */
     pthread_mutex_lock(&m->lock);
     m->inflight -= nchunks;

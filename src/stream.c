@@ -400,7 +400,7 @@ enum { OWN_NONE, OWN_RUN, OWN_CANCEL };
 
 struct sop {
   _Atomic int refs;
-  kvik_file *f;
+  kvik_file *f; /* holds a reference (kvik__file_get), dropped when op is freed */
   bool write;
   uintptr_t base;
   /* The arguments, read when the stream reaches the operation. */
@@ -453,8 +453,11 @@ static struct sop *sop_new(void) {
 }
 
 static void sop_unref(struct sop *op) {
-  if (atomic_fetch_sub_explicit(&op->refs, 1, memory_order_acq_rel) == 1)
-    kvik__free(op);
+  if (atomic_fetch_sub_explicit(&op->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  /* The last reference may go on CUDA's callback thread (start, end, gds_done). */
+  kvik__file_put_later(op->f);
+  kvik__free(op);
 }
 
 static void fail_op(struct sop *op, int code, const char *msg) {
@@ -656,7 +659,7 @@ static void start(void *arg) {
   }
   size_t size = *op->size_p;
   int64_t foff = *op->foff_p, boff = *op->boff_p;
-  const char *path = kvik_file_path(op->f);
+  const char *path = kvik__file_path(op->f);
   int rc = 0;
   uintptr_t ptr = op->base + (uintptr_t)boff;
   if (boff < 0 || (uint64_t)boff > UINTPTR_MAX - op->base)
@@ -824,7 +827,7 @@ static CUresult enqueue_chunks(const struct kvik__cuda_api *cu, struct sop *op,
 static int prepare_device(const struct kvik__cuda_api *cu, struct sop *op, CUstream stream,
                           const struct kvik__mem_info *mi, const struct module **m,
                           bool *pushed) {
-  const char *path = kvik_file_path(op->f);
+  const char *path = kvik__file_path(op->f);
   char who[256];
   snprintf(who, sizeof who, "%s %s", op->fn, path);
   CUcontext sctx = NULL, bctx = NULL;
@@ -872,19 +875,22 @@ static int enqueue_undo(const struct kvik__cuda_api *cu, struct sop *op, bool pu
  * call fails but the operation will still run (and complete its future). */
 static int enqueue_kvik(const struct kvik__cuda_api *cu, struct sop *op, CUstream stream,
                         bool *runs) {
-  const char *path = kvik_file_path(op->f);
+  const char *path = kvik__file_path(op->f);
   const char *fn = op->fn;
+  /* The messages are made before sop_unref, which may drop the last reference on the file. */
   if (kvik__config_ready() == 0 && !kvik__cfg_u64(KVIK_CFG_STREAM_FALLBACK)) {
+    int rc = kvik__err(KVIK_EUNSUPPORTED,
+                       "%s %s: GDS does not serve this file, and kvik's own stream ordering is "
+                       "turned off (KVIK_STREAM_FALLBACK=0)",
+                       fn, path);
     sop_unref(op);
-    return kvik__err(KVIK_EUNSUPPORTED,
-                     "%s %s: GDS does not serve this file, and kvik's own stream ordering is "
-                     "turned off (KVIK_STREAM_FALLBACK=0)",
-                     fn, path);
+    return rc;
   }
   pthread_once(&memops_once, memops_probe);
   if (!memops_ok) {
+    int rc = kvik__err(KVIK_EUNSUPPORTED, "%s %s: %s", fn, path, memops_msg());
     sop_unref(op);
-    return kvik__err(KVIK_EUNSUPPORTED, "%s %s: %s", fn, path, memops_msg());
+    return rc;
   }
   int rc = kvik__file_pool(op->f, &op->pool);
   struct kvik__mem_info mi;
@@ -994,10 +1000,10 @@ static void gds_done(void *arg) {
   if (n < 0) {
     int code = n == -1 ? -EIO : -n >= CU_FILE_DRIVER_NOT_INITIALIZED ? KVIK_ECUFILE : (int)n;
     if (code == KVIK_ECUFILE)
-      snprintf(msg, sizeof msg, "%s %s: %s (%d)", fn, kvik_file_path(op->f),
+      snprintf(msg, sizeof msg, "%s %s: %s (%d)", fn, kvik__file_path(op->f),
                kvik__cufile_errname((int)-n), (int)-n);
     else
-      snprintf(msg, sizeof msg, "%s %s: %s", fn, kvik_file_path(op->f), kvik__errno_text(-code));
+      snprintf(msg, sizeof msg, "%s %s: %s", fn, kvik__file_path(op->f), kvik__errno_text(-code));
     n = code;
     *op->bytes_p = n;
   }
@@ -1046,7 +1052,7 @@ static int enqueue_cufile(const struct kvik__cuda_api *cu, struct sop *op, CUstr
   }
   int rc = 0;
   if (e.err != CU_FILE_SUCCESS) {
-    rc = kvik__cufile_fail(e, "%s %s: %s", fn, kvik_file_path(op->f),
+    rc = kvik__cufile_fail(e, "%s %s: %s", fn, kvik__file_path(op->f),
                            op->write ? "cuFileWriteAsync" : "cuFileReadAsync");
   } else if ((r = cu->cuLaunchHostFunc(stream, gds_done, op)) != CUDA_SUCCESS) {
     /* cuFile's operation is enqueued and reads the arguments later: op must outlive it, so it
@@ -1054,7 +1060,7 @@ static int enqueue_cufile(const struct kvik__cuda_api *cu, struct sop *op, CUstr
     rc = kvik__cuda_fail(r,
                          "%s %s: cuLaunchHostFunc after the cuFile operation (which is "
                          "enqueued and will run; its result is cuFile's own)",
-                         fn, kvik_file_path(op->f));
+                         fn, kvik__file_path(op->f));
     op = NULL;
   }
   CUcontext dummy;
@@ -1068,27 +1074,42 @@ static int enqueue_cufile(const struct kvik__cuda_api *cu, struct sop *op, CUstr
 
 /* ---- public ------------------------------------------------------------------------------- */
 
+/* out is NULL for the pointer forms; fut_form says which the caller is. */
 static int enqueue(kvik_file *f, bool write, const void *base, size_t *size_p, int64_t *foff_p,
                    int64_t *boff_p, ssize_t *bytes_p, struct CUstream_st *stream, kvik_future **out,
-                   const char *fn) {
-  int rc = kvik__file_check_io(f, base, 0, 0, write, fn);
+                   bool fut_form, const char *fn) {
+  int rc = kvik__file_get(f, fn);
   if (rc)
     return rc;
-  if (!base)
-    return kvik__err(KVIK_EINVAL, "%s %s: buffer is NULL", fn, kvik_file_path(f));
-  if (!out && (!size_p || !foff_p || !boff_p || !bytes_p))
-    return kvik__err(KVIK_EINVAL, "%s %s: %s is NULL", fn, kvik_file_path(f),
-                     !size_p   ? "size"
-                     : !foff_p ? "file_offset"
-                     : !boff_p ? "buf_offset"
-                               : "the result pointer");
-  const struct kvik__cuda_api *cu;
-  if ((rc = kvik__cuda_get(&cu)) != 0)
+  const char *path = kvik__file_path(f);
+  const struct kvik__cuda_api *cu = NULL;
+  struct sop *op = NULL;
+  if (fut_form && !out)
+    rc = kvik__err(KVIK_EINVAL, "%s %s: cannot %s %zu bytes at file offset %lld: out is NULL", fn,
+                   path, write ? "write" : "read", *size_p, (long long)*foff_p);
+  else if (!out && (!size_p || !foff_p || !boff_p || !bytes_p))
+    rc = kvik__err(KVIK_EINVAL, "%s %s: %s is NULL", fn, path,
+                   !size_p   ? "size"
+                   : !foff_p ? "file_offset"
+                   : !boff_p ? "buf_offset"
+                             : "the result pointer");
+  else if (!base)
+    rc = kvik__err(KVIK_EINVAL, "%s %s: cannot %s %zu bytes at file offset %lld: buffer is NULL",
+                   fn, path, write ? "write" : "read", *size_p, (long long)*foff_p);
+  /* The size and offsets are checked when the stream reaches the operation. */
+  else if ((rc = kvik__file_check_mode(f, write, *size_p, *foff_p, fn)) == 0 &&
+           (rc = kvik__cuda_get(&cu)) != 0) {
+    char inner[KVIK_ERRMSG_MAX];
+    snprintf(inner, sizeof inner, "%s", kvik_last_error());
+    rc = kvik__err(rc, "%s %s: %s", fn, path, inner);
+  } else if (rc == 0 && !(op = sop_new())) {
+    rc = kvik__err(-ENOMEM, "%s %s: out of memory", fn, path);
+  }
+  if (rc) {
+    kvik__file_put(f);
     return rc;
-  struct sop *op = sop_new();
-  if (!op)
-    return kvik__err(-ENOMEM, "%s: out of memory", fn);
-  op->f = f;
+  }
+  op->f = f; /* the reference taken above */
   op->fn = fn;
   op->write = write;
   op->base = (uintptr_t)base;
@@ -1135,28 +1156,24 @@ static int enqueue(kvik_file *f, bool write, const void *base, size_t *size_p, i
 
 int kvik_file_read_async(kvik_file *f, void *buf_base, size_t *size, int64_t *file_offset,
                          int64_t *buf_offset, ssize_t *bytes_read, struct CUstream_st *stream) {
-  return enqueue(f, false, buf_base, size, file_offset, buf_offset, bytes_read, stream, NULL,
+  return enqueue(f, false, buf_base, size, file_offset, buf_offset, bytes_read, stream, NULL, false,
                  "kvik_file_read_async");
 }
 
 int kvik_file_write_async(kvik_file *f, const void *buf_base, size_t *size, int64_t *file_offset,
                           int64_t *buf_offset, ssize_t *bytes_written, struct CUstream_st *stream) {
   return enqueue(f, true, buf_base, size, file_offset, buf_offset, bytes_written, stream, NULL,
-                 "kvik_file_write_async");
+                 false, "kvik_file_write_async");
 }
 
 int kvik_file_read_async_future(kvik_file *f, void *buf, size_t size, int64_t file_offset,
                                 struct CUstream_st *stream, kvik_future **out) {
-  if (!out)
-    return kvik__err(KVIK_EINVAL, "kvik_file_read_async_future: out is NULL");
-  return enqueue(f, false, buf, &size, &file_offset, NULL, NULL, stream, out,
+  return enqueue(f, false, buf, &size, &file_offset, NULL, NULL, stream, out, true,
                  "kvik_file_read_async_future");
 }
 
 int kvik_file_write_async_future(kvik_file *f, const void *buf, size_t size, int64_t file_offset,
                                  struct CUstream_st *stream, kvik_future **out) {
-  if (!out)
-    return kvik__err(KVIK_EINVAL, "kvik_file_write_async_future: out is NULL");
-  return enqueue(f, true, buf, &size, &file_offset, NULL, NULL, stream, out,
+  return enqueue(f, true, buf, &size, &file_offset, NULL, NULL, stream, out, true,
                  "kvik_file_write_async_future");
 }

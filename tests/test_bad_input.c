@@ -135,6 +135,8 @@ static void unknown_flags(void **state) {
     assert_null(f);
     if (bad[i][0])
       ASSERT_CONTAINS(kvik_last_error(), bad[i]);
+    ASSERT_CONTAINS(kvik_last_error(), g_path); /* the detail names the path */
+    ASSERT_CONTAINS(kvik_last_error(), "kvik_file_open");
     file_unchanged();
   }
   /* Unknown compat values. */
@@ -170,6 +172,137 @@ static void unknown_flags(void **state) {
     ASSERT_CODE(kvik_file_close(f), 0);
     ASSERT_CODE(t_file_size(g_path), 0);
   }
+}
+
+/* Every refusal's detail names the call, the path, the offset and size where there are any, and
+ * why (kvik.h's promise for every failure). */
+static void messages_name_call_path_offset_size(void **state) {
+  (void)state;
+  kvik_file *f = NULL;
+  /* Refused flags, NULL flags: the path. */
+  static const char *flags[] = {"a", "z", "", "+"};
+  static const char *why[] = {"append mode", "unknown flags", "empty flags", "unknown flags"};
+  for (size_t i = 0; i < 4; i++) {
+    ASSERT_CODE(kvik_file_open(&f, g_path, flags[i], 0644, KVIK_COMPAT_ON), KVIK_EINVAL);
+    ASSERT_CONTAINS(kvik_last_error(), "kvik_file_open");
+    ASSERT_CONTAINS(kvik_last_error(), g_path);
+    ASSERT_CONTAINS(kvik_last_error(), why[i]);
+  }
+  ASSERT_CODE(kvik_file_open(&f, g_path, NULL, 0644, KVIK_COMPAT_ON), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), "kvik_file_open");
+  ASSERT_CONTAINS(kvik_last_error(), g_path);
+  ASSERT_CONTAINS(kvik_last_error(), "flags is NULL");
+  ASSERT_CODE(kvik_file_open(NULL, g_path, "r", 0644, KVIK_COMPAT_ON), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), g_path);
+  ASSERT_CONTAINS(kvik_last_error(), "out is NULL");
+  assert_null(f);
+
+  /* The wrong mode: the offset and size. */
+  uint8_t buf[4096];
+  memset(buf, 0xEE, sizeof buf);
+  kvik_future *fut = NULL;
+  ASSERT_CODE(kvik_file_open(&f, g_path, "r", 0, KVIK_COMPAT_ON), 0);
+  ASSERT_CODE(kvik_file_write(f, buf, 4000, 123), KVIK_EBADMODE);
+  ASSERT_CONTAINS(kvik_last_error(), "kvik_file_write");
+  ASSERT_CONTAINS(kvik_last_error(), g_path);
+  ASSERT_CONTAINS(kvik_last_error(), "4000 bytes at offset 123");
+  ASSERT_CONTAINS(kvik_last_error(), "read-only");
+  ASSERT_CODE(kvik_file_pwrite(f, buf, 4001, 77, NULL, &fut), KVIK_EBADMODE);
+  ASSERT_CONTAINS(kvik_last_error(), "kvik_file_pwrite");
+  ASSERT_CONTAINS(kvik_last_error(), "4001 bytes at offset 77");
+  ASSERT_CODE(kvik_file_write_async_future(f, buf, 4002, 55, NULL, &fut), KVIK_EBADMODE);
+  ASSERT_CONTAINS(kvik_last_error(), "kvik_file_write_async_future");
+  ASSERT_CONTAINS(kvik_last_error(), g_path);
+  ASSERT_CONTAINS(kvik_last_error(), "4002 bytes at offset 55");
+  /* Bad arguments with a handle: the path, and the request. */
+  ASSERT_CODE(kvik_file_read(f, NULL, 10, 5), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), g_path);
+  ASSERT_CONTAINS(kvik_last_error(), "10 bytes at offset 5");
+  ASSERT_CODE(kvik_file_read(f, buf, 10, -5), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), "10 bytes at offset -5");
+  ASSERT_CODE(kvik_file_pread(f, buf, 10, 6, NULL, NULL), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), "kvik_file_pread");
+  ASSERT_CONTAINS(kvik_last_error(), g_path);
+  ASSERT_CONTAINS(kvik_last_error(), "10 bytes at offset 6");
+  ASSERT_CODE(kvik_file_read_async_future(f, buf, 11, 7, NULL, NULL), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), g_path);
+  ASSERT_CONTAINS(kvik_last_error(), "11 bytes at file offset 7");
+  struct kvik_io_opts bad_opts = {.sz = 0};
+  ASSERT_CODE(kvik_file_pread(f, buf, 10, 0, &bad_opts, &fut), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), "kvik_file_pread");
+  ASSERT_CONTAINS(kvik_last_error(), g_path);
+  ASSERT_CONTAINS(kvik_last_error(), "kvik_io_opts.sz");
+  ASSERT_CODE(kvik_file_info(f, NULL), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), g_path);
+  /* A buffer that wraps around the address space (found by the memory-kind check). */
+  void *wrap = (void *)(UINTPTR_MAX - 100);
+  ASSERT_CODE(kvik_file_read(f, wrap, 4096, 8), KVIK_EOVERFLOW);
+  ASSERT_CONTAINS(kvik_last_error(), "kvik_file_read");
+  ASSERT_CONTAINS(kvik_last_error(), g_path);
+  ASSERT_CONTAINS(kvik_last_error(), "4096 bytes at offset 8");
+  ASSERT_CONTAINS(kvik_last_error(), "wraps");
+  ASSERT_CODE(kvik_file_pread(f, wrap, 4096, 9, NULL, &fut), KVIK_EOVERFLOW);
+  ASSERT_CONTAINS(kvik_last_error(), "kvik_file_pread");
+  ASSERT_CONTAINS(kvik_last_error(), "4096 bytes at offset 9");
+  ASSERT_CODE(kvik_file_close(f), 0);
+
+  /* Futures: the call that was made. */
+  ASSERT_CODE(kvik_future_wait(NULL), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), "kvik_future_wait:");
+  ASSERT_CODE(kvik_future_wait_for(NULL, 0), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), "kvik_future_wait_for:");
+  ASSERT_CODE(kvik_future_done(NULL), KVIK_EINVAL);
+  ASSERT_CONTAINS(kvik_last_error(), "kvik_future_done:");
+  file_unchanged();
+}
+
+/* Every field of every batch operation is checked before any operation starts: a refused
+ * submission names the operation's index and the field, and nothing of it runs. */
+static void batch_operations_checked(void **state) {
+  (void)state;
+  kvik_file *f = NULL;
+  ASSERT_CODE(kvik_file_open(&f, g_path, "r+", 0, KVIK_COMPAT_ON), 0);
+  kvik_batch *b = NULL;
+  ASSERT_CODE(kvik_batch_create(&b, 4), 0);
+  uint8_t buf[8192];
+  memset(buf, 0xEE, sizeof buf);
+  static const struct {
+    uintptr_t buf; /* 0: the real buffer */
+    size_t size;
+    int64_t file_offset, buf_offset;
+    const char *field;
+  } bad[] = {
+      {UINTPTR_MAX - 100, 4096, 0, 0, "wraps around the address space"}, /* buf + size */
+      {UINTPTR_MAX - 10, 1, 0, 100, "wraps around the address space"},   /* buf + buf_offset */
+      {0, 4096, 0, INT64_MAX, "buf_offset"},
+      {0, 1, 0, INT64_MAX, "buf_offset"},
+      {0, 16, 0, -1, "buf_offset"},
+      {0, 16, -1, 0, "file_offset"},
+      {0, 16, INT64_MIN, 0, "file_offset"},
+      {0, 100, INT64_MAX - 10, 0, "file_offset"},
+      {0, SIZE_MAX, 0, 0, "size"},
+      {1, 16, 0, 0, "buf is NULL"}, /* 1: NULL buffer */
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    T_CONTEXT("bad operation %zu (%s)", i, bad[i].field);
+    void *p = bad[i].buf == 0 ? buf : bad[i].buf == 1 ? NULL : (void *)bad[i].buf;
+    struct kvik_batch_io ops[2] = {
+        {f, buf, 4096, 0, 0, KVIK_BATCH_WRITE, NULL}, /* fine: would change the file */
+        {f, p, bad[i].size, bad[i].file_offset, bad[i].buf_offset, KVIK_BATCH_READ, NULL},
+    };
+    ASSERT_CODE(kvik_batch_submit(b, ops, 2), KVIK_EINVAL);
+    ASSERT_CONTAINS(kvik_last_error(), "kvik_batch_submit: operation 1");
+    ASSERT_CONTAINS(kvik_last_error(), g_path);
+    ASSERT_CONTAINS(kvik_last_error(), bad[i].field);
+    unsigned nr = 1;
+    struct kvik_batch_event ev[1];
+    ASSERT_CODE(kvik_batch_status(b, 0, &nr, ev, 0), 0);
+    ASSERT_CODE(nr, 0); /* nothing was submitted */
+  }
+  T_CONTEXT("%s", "");
+  ASSERT_CODE(kvik_batch_destroy(b), 0);
+  ASSERT_CODE(kvik_file_close(f), 0);
+  file_unchanged();
 }
 
 static void missing_file(void **state) {
@@ -689,6 +822,8 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(null_pointers, fresh_file),
       cmocka_unit_test_setup(unknown_flags, fresh_file),
+      cmocka_unit_test_setup(messages_name_call_path_offset_size, fresh_file),
+      cmocka_unit_test_setup(batch_operations_checked, fresh_file),
       cmocka_unit_test_setup(missing_file, fresh_file),
       cmocka_unit_test_setup(wrong_mode, fresh_file),
       cmocka_unit_test_setup(negative_and_overflowing_offsets, fresh_file),

@@ -56,11 +56,36 @@ int kvik__config_parse(enum kvik_cfg key, const char *text, uint64_t *num);
 /* Page size, cached. */
 size_t kvik__page_size(void);
 
-/* Magic numbers carried by opaque handles, checked on entry. */
+/* The kinds of opaque handles (the registry's tags). */
 #define KVIK_MAGIC_FILE 0x6b76666cU   /* "kvfl" */
 #define KVIK_MAGIC_POOL 0x6b76706cU   /* "kvpl" */
 #define KVIK_MAGIC_FUTURE 0x6b766675U /* "kvfu" */
-#define KVIK_MAGIC_DEAD 0xdeadbeefU
+#define KVIK_MAGIC_REMOTE 0x6b767274U /* "kvrt" */
+#define KVIK_MAGIC_BATCH 0x6b766274U  /* "kvbt" */
+
+/* Live handles (handle.c). Every opaque handle the API hands out (file, pool, future, remote,
+ * batch) begins with this header and is entered in a process-wide set while the caller owns
+ * it. Entry points look the pointer up in the set, by address, before touching it: a pointer
+ * that is not a live handle of the expected kind (never was one, closed, destroyed, waited) is
+ * refused with KVIK_EMISUSE without reading the memory it points to. Being in the set stands
+ * for the caller's reference; each type frees its handle when refs drops to 0. */
+struct kvik__handle {
+  struct kvik__handle *next; /* in the set's bucket chain; guarded by the set's lock */
+  unsigned kind;             /* KVIK_MAGIC_*; written before the handle enters the set */
+  _Atomic int refs;          /* the caller's (while in the set), plus the type's own */
+};
+/* Enters h, whose refs already count the caller's reference, into the set as kind. Never
+ * fails (the set grows when it can, and chains longer when it cannot). */
+void kvik__handle_add(struct kvik__handle *h, unsigned kind);
+/* If p is a live handle of this kind: adds a reference to it and returns true (the caller
+ * drops it with the type's own release). Else false; *p is never read then. */
+bool kvik__handle_get(const void *p, unsigned kind);
+/* If p is a live handle of this kind: removes it from the set and returns true; the caller
+ * now holds the reference the set stood for. Exactly one of concurrent takes succeeds. */
+bool kvik__handle_take(const void *p, unsigned kind);
+/* Whether p is a live handle of this kind, without a reference (for handles whose memory
+ * outlives every caller, or whose users do not race their destruction). */
+bool kvik__handle_live(const void *p, unsigned kind);
 
 #define KVIK_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define KVIK_MAX(a, b) ((a) > (b) ? (a) : (b))

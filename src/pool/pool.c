@@ -38,8 +38,8 @@ struct item {
 };
 
 struct kvik_pool {
-  unsigned magic;
-  pthread_mutex_t lock;   /* guards every field below except magic and resize_lock */
+  struct kvik__handle h;  /* the handle set's header (refs unused: a pool is freed by destroy) */
+  pthread_mutex_t lock;   /* guards every field below except resize_lock */
   pthread_cond_t work_cv; /* signalled when an item is queued or workers must exit */
   struct item *q;         /* ring buffer of qcap items, qlen of them from qhead */
   size_t qcap, qhead, qlen;
@@ -53,12 +53,15 @@ struct kvik_pool {
   struct kvik_pool *next;      /* in all_pools, guarded by all_lock */
 };
 
+/* Reference-counted through h.refs: the caller's (while the future is in the handle set, until
+ * kvik_future_wait takes it out), one per queue item, and one for the completer of a future
+ * completed by hand. */
 struct kvik_future {
-  unsigned magic;
-  _Atomic int refs;
+  struct kvik__handle h;
   /* The range: immutable after submission. */
   kvik__chunk_fn fn;
-  kvik__flush_fn flush; /* may be NULL */
+  kvik__flush_fn flush;     /* may be NULL */
+  kvik__release_fn release; /* may be NULL */
   _Alignas(max_align_t) unsigned char ctx[KVIK_FUTURE_CTX_MAX];
   uintptr_t buf;
   int64_t off;
@@ -268,8 +271,10 @@ int kvik__pool_submit(kvik_pool *pool, void (*fn)(void *), void *arg) {
 int kvik__pool_check(kvik_pool *p, const char *fn) {
   if (!p)
     return kvik__err(KVIK_EINVAL, "%s: pool is NULL", fn);
-  if (p->magic != KVIK_MAGIC_POOL)
-    return kvik__err(KVIK_EMISUSE, "%s: not a kvik pool (bad magic)", fn);
+  if (!kvik__handle_live(p, KVIK_MAGIC_POOL))
+    return kvik__err(KVIK_EMISUSE,
+                     "%s: %p is not a live kvik pool (destroyed already, or never a kvik_pool)", fn,
+                     (void *)p);
   return 0;
 }
 
@@ -278,7 +283,6 @@ static int pool_new(kvik_pool **out, unsigned nthreads, bool is_default) {
   struct kvik_pool *p = kvik__calloc(1, sizeof *p);
   if (!p)
     return kvik__err(-ENOMEM, "kvik_pool_create: out of memory");
-  p->magic = KVIK_MAGIC_POOL;
   p->target = nthreads;
   p->is_default = is_default;
   pthread_mutex_init(&p->lock, NULL);
@@ -288,6 +292,8 @@ static int pool_new(kvik_pool **out, unsigned nthreads, bool is_default) {
   p->next = all_pools;
   all_pools = p;
   pthread_mutex_unlock(&all_lock);
+  atomic_store_explicit(&p->h.refs, 1, memory_order_relaxed);
+  kvik__handle_add(&p->h, KVIK_MAGIC_POOL);
   *out = p;
   return 0;
 }
@@ -325,6 +331,10 @@ int kvik_pool_destroy(kvik_pool *pool) {
     return kvik__err(KVIK_EINVAL, "kvik_pool_destroy: the default pool cannot be destroyed");
   if (current_pool == pool)
     return kvik__err(KVIK_EBUSY, "kvik_pool_destroy: called from one of the pool's own workers");
+  /* Out of the set first: from now on the pool is refused on entry. */
+  if (!kvik__handle_take(pool, KVIK_MAGIC_POOL))
+    return kvik__err(KVIK_EMISUSE, "kvik_pool_destroy: %p is being destroyed already",
+                     (void *)pool);
   pthread_mutex_lock(&pool->resize_lock);
   pthread_mutex_lock(&pool->lock);
   pool->stopping = true;
@@ -341,7 +351,6 @@ int kvik_pool_destroy(kvik_pool *pool) {
       break;
     }
   pthread_mutex_unlock(&all_lock);
-  pool->magic = KVIK_MAGIC_DEAD;
   pthread_cond_destroy(&pool->work_cv);
   pthread_mutex_destroy(&pool->lock);
   pthread_mutex_destroy(&pool->resize_lock);
@@ -466,7 +475,6 @@ static kvik_future *future_alloc(void) {
   kvik_future *f = kvik__calloc(1, sizeof *f);
   if (!f)
     return NULL;
-  f->magic = KVIK_MAGIC_FUTURE;
   f->gen = atomic_load(&fork_gen);
   atomic_init(&f->short_end, INT64_MAX);
   pthread_mutex_init(&f->lock, NULL);
@@ -481,10 +489,16 @@ static kvik_future *future_alloc(void) {
 /* True if f was made before a fork() and this is the child: hands off (see the top). */
 static bool future_stale(const kvik_future *f) { return f->gen != atomic_load(&fork_gen); }
 
+static int stale_error(const char *fn) {
+  return kvik__err(KVIK_ECANCELED,
+                   "%s: the future was made before fork() in the parent process; it never "
+                   "completes in this child (and is not freed here)",
+                   fn);
+}
+
 static void future_unref(kvik_future *f) {
-  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+  if (atomic_fetch_sub_explicit(&f->h.refs, 1, memory_order_acq_rel) != 1)
     return;
-  f->magic = KVIK_MAGIC_DEAD;
   pthread_cond_destroy(&f->cv);
   pthread_mutex_destroy(&f->lock);
   kvik__free(f);
@@ -525,6 +539,10 @@ static bool count_chunks(kvik_future *f, size_t count, int64_t bytes) {
   atomic_fetch_add_explicit(&f->bytes, bytes, memory_order_relaxed);
   if (atomic_fetch_add_explicit(&f->chunks_done, count, memory_order_acq_rel) + count ==
       f->nchunks) {
+    /* Every chunk and flush has returned: nothing touches ctx any more. Released before the
+     * future is done, so a waiter finds what ctx held let go of. */
+    if (f->release)
+      f->release(f->ctx);
     future_mark_done(f);
     return true;
   }
@@ -587,8 +605,9 @@ static void range_worker(void *arg) {
 }
 
 int kvik__pool_submit_range(kvik_pool *pool, kvik__chunk_fn fn, kvik__flush_fn flush,
-                            const void *ctx, size_t ctx_size, uintptr_t buf, size_t size,
-                            int64_t off, size_t task_size, kvik_future **out) {
+                            kvik__release_fn release, const void *ctx, size_t ctx_size,
+                            uintptr_t buf, size_t size, int64_t off, size_t task_size,
+                            kvik_future **out) {
   if (ctx_size > sizeof((kvik_future *)0)->ctx)
     return kvik__err(KVIK_EINTERNAL, "parallel I/O: context of %zu bytes too large", ctx_size);
   kvik_future *f = future_alloc();
@@ -596,6 +615,7 @@ int kvik__pool_submit_range(kvik_pool *pool, kvik__chunk_fn fn, kvik__flush_fn f
     return kvik__err(-ENOMEM, "parallel I/O: out of memory allocating a future");
   f->fn = fn;
   f->flush = flush;
+  f->release = release;
   memcpy(f->ctx, ctx, ctx_size);
   f->buf = buf;
   f->off = off;
@@ -604,24 +624,29 @@ int kvik__pool_submit_range(kvik_pool *pool, kvik__chunk_fn fn, kvik__flush_fn f
   f->nchunks = size ? (size - 1) / f->task_size + 1 : 0;
   f->pool = pool;
   if (f->nchunks == 0) {
+    if (release)
+      release(f->ctx);
     f->done = true;
-    atomic_store(&f->refs, 1);
+    atomic_store(&f->h.refs, 1);
+    kvik__handle_add(&f->h, KVIK_MAGIC_FUTURE);
     *out = f;
     return 0;
   }
   size_t workers = KVIK_MIN(f->nchunks, (size_t)pool_target(pool));
   /* One reference per queue item, plus the caller's. Items not queued give theirs back. */
-  atomic_store(&f->refs, (int)workers + 1);
+  atomic_store(&f->h.refs, (int)workers + 1);
   int queued = submit_n(pool, range_worker, f, workers);
   if (queued < 0) {
     char msg[KVIK_ERRMSG_MAX];
     snprintf(msg, sizeof msg, "%s", kvik_last_error());
-    atomic_store(&f->refs, 1);
+    atomic_store(&f->h.refs, 1);
     future_unref(f);
     return kvik__err_set(queued, msg);
   }
   for (size_t i = (size_t)queued; i < workers; i++)
     future_unref(f);
+  /* The caller's reference stands in the set from here; the workers' keep f alive meanwhile. */
+  kvik__handle_add(&f->h, KVIK_MAGIC_FUTURE);
   *out = f;
   return 0;
 }
@@ -631,7 +656,8 @@ int kvik__future_new(kvik_future **out) {
   if (!f)
     return kvik__err(-ENOMEM, "out of memory allocating a future");
   f->manual = true;
-  atomic_store(&f->refs, 2);
+  atomic_store(&f->h.refs, 2);
+  kvik__handle_add(&f->h, KVIK_MAGIC_FUTURE);
   *out = f;
   return 0;
 }
@@ -651,23 +677,23 @@ void kvik__future_complete(kvik_future *f, ssize_t result, const char *errmsg) {
   future_unref(f);
 }
 
-static int future_check(const kvik_future *f, const char *fn) {
+/* Takes a reference on f for a call, if f is a future not yet waited. */
+static int future_get(const kvik_future *f, const char *fn) {
   if (!f)
     return kvik__err(KVIK_EINVAL, "%s: future is NULL", fn);
-  if (f->magic != KVIK_MAGIC_FUTURE)
-    return kvik__err(KVIK_EMISUSE, "%s: not a live kvik future (bad magic)", fn);
-  if (future_stale(f))
-    return kvik__err(KVIK_ECANCELED,
-                     "%s: the future was made before fork() in the parent process; it never "
-                     "completes in this child (and is not freed here)",
-                     fn);
+  if (!kvik__handle_get(f, KVIK_MAGIC_FUTURE))
+    return kvik__err(KVIK_EMISUSE,
+                     "%s: %p is not a live kvik future (waited already, or never a kvik_future)",
+                     fn, (const void *)f);
+  if (future_stale(f)) {
+    future_unref((kvik_future *)f);
+    return stale_error(fn);
+  }
   return 0;
 }
 
-int kvik_future_wait_for(kvik_future *f, int64_t timeout_ms) {
-  int rc = future_check(f, "kvik_future_wait_for");
-  if (rc)
-    return rc;
+/* Waits up to timeout_ms (negative: forever) for f, which the caller holds. */
+static int future_wait_for(kvik_future *f, int64_t timeout_ms, const char *fn) {
   struct timespec deadline;
   if (timeout_ms >= 0) {
     clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -688,17 +714,35 @@ int kvik_future_wait_for(kvik_future *f, int64_t timeout_ms) {
   bool done = f->done;
   pthread_mutex_unlock(&f->lock);
   return done ? 0
-              : kvik__err(KVIK_ETIMEDOUT, "kvik_future_wait_for: not done after %lld ms",
-                          (long long)timeout_ms);
+              : kvik__err(KVIK_ETIMEDOUT, "%s: not done after %lld ms", fn, (long long)timeout_ms);
+}
+
+int kvik_future_wait_for(kvik_future *f, int64_t timeout_ms) {
+  int rc = future_get(f, "kvik_future_wait_for");
+  if (rc)
+    return rc;
+  rc = future_wait_for(f, timeout_ms, "kvik_future_wait_for");
+  future_unref(f);
+  return rc;
 }
 
 ssize_t kvik_future_wait(kvik_future *f) {
-  int rc = future_check(f, "kvik_future_wait");
-  if (rc)
-    return rc;
-  rc = kvik_future_wait_for(f, -1);
-  if (rc)
-    return rc;
+  if (!f)
+    return kvik__err(KVIK_EINVAL, "kvik_future_wait: future is NULL");
+  /* A future made before fork() never completes in the child: refused, left in the set. */
+  if (kvik__handle_get(f, KVIK_MAGIC_FUTURE)) {
+    bool stale = future_stale(f);
+    future_unref(f);
+    if (stale)
+      return stale_error("kvik_future_wait");
+  }
+  /* Out of the set first, so a second wait is refused; the caller's reference is now ours. */
+  if (!kvik__handle_take(f, KVIK_MAGIC_FUTURE))
+    return kvik__err(KVIK_EMISUSE,
+                     "kvik_future_wait: %p is not a live kvik future (waited already, or never a "
+                     "kvik_future)",
+                     (void *)f);
+  future_wait_for(f, -1, "kvik_future_wait");
   pthread_mutex_lock(&f->lock);
   ssize_t result = f->manual ? f->result : (ssize_t)atomic_load(&f->bytes);
   int64_t short_end = atomic_load(&f->short_end);
@@ -714,12 +758,13 @@ ssize_t kvik_future_wait(kvik_future *f) {
 }
 
 int kvik_future_done(const kvik_future *f) {
-  int rc = future_check(f, "kvik_future_done");
+  int rc = future_get(f, "kvik_future_done");
   if (rc)
     return rc;
   kvik_future *m = (kvik_future *)f;
   pthread_mutex_lock(&m->lock);
   int done = m->done;
   pthread_mutex_unlock(&m->lock);
+  future_unref(m);
   return done;
 }

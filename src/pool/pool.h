@@ -21,9 +21,15 @@ typedef ssize_t (*kvik__chunk_fn)(void *ctx, uintptr_t buf, size_t len, int64_t 
  * once after its run of consecutive chunks, before they count as done. 0 or a negative code
  * with the detail set (the error is given to the first chunk of the run). */
 typedef int (*kvik__flush_fn)(void *ctx);
+/* Lets go of what ctx holds (a reference on the file): called once when the operation is over,
+ * by the worker that finished its last chunk, before the future is marked done (so a waiter
+ * finds it released), or before kvik__pool_submit_range returns for size 0. Never called when
+ * kvik__pool_submit_range fails: the caller still owns what ctx holds then. */
+typedef void (*kvik__release_fn)(void *ctx);
 int kvik__pool_submit_range(kvik_pool *pool, kvik__chunk_fn fn, kvik__flush_fn flush,
-                            const void *ctx, size_t ctx_size, uintptr_t buf, size_t size,
-                            int64_t off, size_t task_size, kvik_future **out);
+                            kvik__release_fn release, const void *ctx, size_t ctx_size,
+                            uintptr_t buf, size_t size, int64_t off, size_t task_size,
+                            kvik_future **out);
 
 /* A future completed by hand (batch, stream-ordered work): created pending; complete it once
  * with kvik__future_complete. The creator holds one reference for the completer and the

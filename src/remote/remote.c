@@ -22,8 +22,8 @@
 #include <strings.h>
 
 struct kvik_remote {
-  unsigned magic;
-  _Atomic int refs; /* the caller's, plus one per parallel read in flight */
+  struct kvik__handle h; /* refs: the caller's (while in the handle set), one per call in
+                            progress, one per parallel read in flight */
   struct kvik__endpoint ep;
   uint64_t size;
   unsigned max_parallel; /* 0: three quarters of the pool's workers */
@@ -71,18 +71,22 @@ static void endpoint_free(struct kvik__endpoint *ep) {
 }
 
 static void remote_unref(kvik_remote *r) {
-  if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+  if (atomic_fetch_sub_explicit(&r->h.refs, 1, memory_order_acq_rel) != 1)
     return;
-  r->magic = KVIK_MAGIC_DEAD;
   endpoint_free(&r->ep);
   kvik__free(r);
 }
 
-static int remote_check(kvik_remote *r, const char *fn) {
+/* Takes a reference on r for a call, if r is an open remote handle (nothing is read through a
+ * pointer that is not one). */
+static int remote_get(kvik_remote *r, const char *fn) {
   if (!r)
     return kvik__err(KVIK_EINVAL, "%s: remote handle is NULL", fn);
-  if (r->magic != KVIK_MAGIC_REMOTE)
-    return kvik__err(KVIK_EMISUSE, "%s: not an open kvik remote handle (bad magic)", fn);
+  if (!kvik__handle_get(r, KVIK_MAGIC_REMOTE))
+    return kvik__err(KVIK_EMISUSE,
+                     "%s: %p is not an open kvik remote handle (closed already, or never a "
+                     "kvik_remote)",
+                     fn, (void *)r);
   return 0;
 }
 
@@ -344,7 +348,7 @@ int kvik_remote_open(kvik_remote **out, const char *url, const struct kvik_remot
   kvik_remote *r = kvik__calloc(1, sizeof *r);
   if (!r)
     return kvik__err(-ENOMEM, "kvik_remote_open: out of memory");
-  atomic_store(&r->refs, 1);
+  atomic_store(&r->h.refs, 1);
   r->max_parallel = OPT(o, max_parallel);
   struct kvik__endpoint *ep = &r->ep;
   ep->type = type;
@@ -407,7 +411,7 @@ int kvik_remote_open(kvik_remote **out, const char *url, const struct kvik_remot
                    (unsigned long long)r->size);
     goto fail;
   }
-  r->magic = KVIK_MAGIC_REMOTE;
+  kvik__handle_add(&r->h, KVIK_MAGIC_REMOTE);
   *out = r;
   kvik__err_clear();
   return 0;
@@ -421,26 +425,39 @@ fail:
 int kvik_remote_close(kvik_remote *r) {
   if (!r)
     return 0;
-  int rc = remote_check(r, "kvik_remote_close");
-  if (rc)
-    return rc;
-  r->magic = KVIK_MAGIC_DEAD; /* reads in flight hold their own reference */
-  remote_unref(r);
+  if (!kvik__handle_take(r, KVIK_MAGIC_REMOTE))
+    return kvik__err(KVIK_EMISUSE,
+                     "kvik_remote_close: %p is not an open kvik remote handle (closed already, or "
+                     "never a kvik_remote)",
+                     (void *)r);
+  remote_unref(r); /* reads in flight hold their own reference */
   return 0;
 }
 
 int64_t kvik_remote_size(kvik_remote *r) {
-  int rc = remote_check(r, "kvik_remote_size");
-  return rc ? rc : (int64_t)r->size;
+  int rc = remote_get(r, "kvik_remote_size");
+  if (rc)
+    return rc;
+  int64_t size = (int64_t)r->size;
+  remote_unref(r);
+  return size;
 }
 
 int kvik_remote_type(kvik_remote *r) {
-  int rc = remote_check(r, "kvik_remote_type");
-  return rc ? rc : r->ep.type;
+  int rc = remote_get(r, "kvik_remote_type");
+  if (rc)
+    return rc;
+  int type = r->ep.type;
+  remote_unref(r);
+  return type;
 }
 
 const char *kvik_remote_url(kvik_remote *r) {
-  return remote_check(r, "kvik_remote_url") ? NULL : r->ep.shown;
+  if (remote_get(r, "kvik_remote_url"))
+    return NULL;
+  const char *url = r->ep.shown; /* the caller's reference keeps it */
+  remote_unref(r);
+  return url;
 }
 
 /* ---- sinks -------------------------------------------------------------------------------- */
@@ -572,12 +589,9 @@ out:
   return rc ? rc : (ssize_t)len;
 }
 
-/* Checks a read request. Returns 0 or a negative code with the detail set. */
+/* Checks a read request on a held handle. Returns 0 or a negative code with the detail set. */
 static int check_read(kvik_remote *r, const void *buf, size_t size, int64_t offset,
                       const char *fn) {
-  int rc = remote_check(r, fn);
-  if (rc)
-    return rc;
   if (!buf && size)
     return kvik__err(KVIK_EINVAL, "%s %s: buffer is NULL", fn, r->ep.shown);
   if (offset < 0)
@@ -594,14 +608,14 @@ static int check_read(kvik_remote *r, const void *buf, size_t size, int64_t offs
 }
 
 ssize_t kvik_remote_read(kvik_remote *r, void *buf, size_t size, int64_t offset) {
-  if (size == 0) {
-    int rc = remote_check(r, "kvik_remote_read");
-    return rc ? rc : 0; /* no request */
-  }
-  int rc = check_read(r, buf, size, offset, "kvik_remote_read");
+  int rc = remote_get(r, "kvik_remote_read");
   if (rc)
     return rc;
-  return read_range(r, buf, size, (uint64_t)offset, NULL);
+  ssize_t n = 0; /* size 0: no request */
+  if (size > 0 && (n = check_read(r, buf, size, offset, "kvik_remote_read")) == 0)
+    n = read_range(r, buf, size, (uint64_t)offset, NULL);
+  remote_unref(r);
+  return n;
 }
 
 /* One parallel read. Each pool item claims ranges from next; the item that finishes the last
@@ -674,12 +688,10 @@ static void pread_item(void *arg) {
   op_unref(op);
 }
 
-int kvik_remote_pread(kvik_remote *r, void *buf, size_t size, int64_t offset,
-                      const struct kvik_io_opts *opts, kvik_future **out) {
-  if (!out)
-    return kvik__err(KVIK_EINVAL, "kvik_remote_pread: out is NULL");
-  int rc = size ? check_read(r, buf, size, offset, "kvik_remote_pread")
-                : remote_check(r, "kvik_remote_pread");
+/* kvik_remote_pread on a held handle. */
+static int remote_pread(kvik_remote *r, void *buf, size_t size, int64_t offset,
+                        const struct kvik_io_opts *opts, kvik_future **out) {
+  int rc = size ? check_read(r, buf, size, offset, "kvik_remote_pread") : 0;
   if (rc)
     return rc;
   size_t task = (size_t)kvik__cfg_u64(KVIK_CFG_TASK_SIZE);
@@ -711,7 +723,7 @@ int kvik_remote_pread(kvik_remote *r, void *buf, size_t size, int64_t offset,
     return kvik__err(-ENOMEM, "kvik_remote_pread %s: out of memory", r->ep.shown);
   }
   op->r = r;
-  atomic_fetch_add(&r->refs, 1);
+  atomic_fetch_add(&r->h.refs, 1);
   op->buf = buf;
   op->off = (uint64_t)offset;
   op->size = size;
@@ -744,4 +756,19 @@ int kvik_remote_pread(kvik_remote *r, void *buf, size_t size, int64_t offset,
     op_unref(op); /* items that could not be queued give their reference back */
   *out = fut;
   return 0;
+}
+
+int kvik_remote_pread(kvik_remote *r, void *buf, size_t size, int64_t offset,
+                      const struct kvik_io_opts *opts, kvik_future **out) {
+  int rc = remote_get(r, "kvik_remote_pread");
+  if (rc)
+    return rc;
+  if (!out)
+    rc = kvik__err(KVIK_EINVAL,
+                   "kvik_remote_pread %s: cannot read %zu bytes at offset %lld: out is NULL",
+                   r->ep.shown, size, (long long)offset);
+  else
+    rc = remote_pread(r, buf, size, offset, opts, out);
+  remote_unref(r);
+  return rc;
 }

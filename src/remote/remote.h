@@ -10,8 +10,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define KVIK_MAGIC_REMOTE 0x6b767274U /* "kvrt" */
-
 /* ---- URLs (url.c) ------------------------------------------------------------------------- */
 
 /* The pieces of a URL "scheme://[userinfo@]host[:port][/path][?query][#fragment]", as

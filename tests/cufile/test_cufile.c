@@ -826,6 +826,64 @@ static void batch_mixed(void **state) {
   free(pb);
 }
 
+/* Files closed while their batch operations are in flight, on cuFile (GDS file, device memory,
+ * held back by the fake) and on the pool: every operation completes with the right bytes, and
+ * the last one reaped closes each file. */
+static void batch_close_in_flight(void **state) {
+  (void)state;
+  size_t n = 1 << 20;
+  char *pa = new_path(), *pb = new_path();
+  t_write_pattern_file(pa, 2 * n, 31);
+  t_write_pattern_file(pb, 2 * n, 32);
+  set_mode(g_real ? M_COMPAT : M_NVFS, 1);
+  kvik_file *fa = open_mode(pa, "r", KVIK_COMPAT_AUTO, 0);
+  set_mode(M_COMPAT, -1);
+  kvik_file *fb = open_mode(pb, "r", KVIK_COMPAT_AUTO, 0);
+  CUdeviceptr d = dalloc(4 * n);
+  uint8_t *h = t_alloc_aligned(2 * n);
+  kvik_batch *b;
+  ASSERT_CODE(kvik_batch_create(&b, 8), 0);
+  struct kvik_batch_io ops[] = {
+      {fa, dp(d), n, 0, 0, KVIK_BATCH_READ, (void *)1}, /* cuFile batch (GDS) */
+      {fa, dp(d), n, n, n, KVIK_BATCH_READ, (void *)2},
+      {fb, dp(d), n, 0, 2 * n, KVIK_BATCH_READ, (void *)3}, /* pool, device memory */
+      {fb, h, n, n, n, KVIK_BATCH_READ, (void *)4},         /* pool, host memory */
+  };
+  if (!g_real)
+    ff.set("batch_delay_us", 100000);
+  ASSERT_CODE(kvik_batch_submit(b, ops, 4), 0);
+  ASSERT_CODE(kvik_file_close(fa), 0);
+  ASSERT_CODE(kvik_file_close(fb), 0);
+  ASSERT_CODE(kvik_file_size(fa), KVIK_EMISUSE);
+  unsigned got = 0;
+  while (got < 4) {
+    struct kvik_batch_event ev[8];
+    unsigned nr = 8;
+    ASSERT_CODE(kvik_batch_status(b, 1, &nr, ev, 10000), 0);
+    assert_true(nr >= 1);
+    for (unsigned i = 0; i < nr; i++) {
+      if (ev[i].status != KVIK_BATCH_COMPLETE)
+        fail_msg("op %zu: status %d result %zd: %s", (size_t)(uintptr_t)ev[i].cookie, ev[i].status,
+                 ev[i].result, ev[i].error);
+      assert_int_equal(ev[i].result, n);
+    }
+    got += nr;
+  }
+  if (!g_real)
+    ff.set("batch_delay_us", 0);
+  uint8_t *c = t_alloc_aligned(3 * n);
+  d2h(c, d, 3 * n);
+  ASSERT_PATTERN(c, 2 * n, 0, 31, "cuFile batch reads in flight at close");
+  ASSERT_PATTERN(c + 2 * n, n, 0, 32, "pool batch read (device) in flight at close");
+  ASSERT_PATTERN(h + n, n, n, 32, "pool batch read (host) in flight at close");
+  ASSERT_CODE(kvik_batch_destroy(b), 0);
+  dfree(d);
+  free(h);
+  free(c);
+  free(pa);
+  free(pb);
+}
+
 /* Pool operations canceled before they start, and destroy while many are queued. */
 static void batch_cancel_pool(void **state) {
   (void)state;
@@ -1055,6 +1113,27 @@ static void async_order(kvik_compat compat, enum mode mode, const char *what) {
   ASSERT_CODE(kvik_file_read_async_future(f, dp(d), 2 * n, 0, s, &fut), 0);
   assert_true(kvik_future_wait(fut) < 0); /* past the allocation, reported */
   CT_CU(cu.cuStreamSynchronize(s));
+  /* A file closed while its operations wait for the stream: they run when the stream gets
+   * there, on the file's descriptors (and cuFile's handle), which the last of them closes. */
+  kvik_file *f2 = open_mode(path, "r+", compat, 0);
+  g.open = false;
+  CT_CU(cu.cuLaunchHostFunc(s, gate_fn, &g));
+  size = 65536;
+  foff = 8192 + 11;
+  boff = 0;
+  bytes = -12345;
+  ASSERT_CODE(kvik_file_read_async(f2, dp(d), &size, &foff, &boff, &bytes, s), 0);
+  ASSERT_CODE(kvik_file_read_async_future(f2, dp(d + 65536), 65536, 8192 + 13, s, &fut), 0);
+  ASSERT_CODE(kvik_file_close(f2), 0);
+  ASSERT_CODE(kvik_file_read_async(f2, dp(d), &size, &foff, &boff, &bytes, s), KVIK_EMISUSE);
+  gate_open(&g);
+  ASSERT_CODE(kvik_future_wait(fut), 65536);
+  CT_CU(cu.cuStreamSynchronize(s));
+  assert_int_equal(bytes, 65536);
+  d2h(h, d, 2 * 65536);
+  ASSERT_PATTERN(h, 65536, 8192 + 11, 21, "read_async in flight at close");
+  ASSERT_PATTERN(h + 65536, 65536, 8192 + 13, 21, "read_async_future in flight at close");
+  print_message("# closed with operations in flight: done\n");
   if (!g_real) {
     fc.set("delay_us", 0);
     fc.set("one_queue", 0);
@@ -1758,6 +1837,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(batch_bad),
       cmocka_unit_test(batch_mixed),
       cmocka_unit_test(batch_cancel_pool),
+      cmocka_unit_test(batch_close_in_flight),
       cmocka_unit_test(async_kvik_path),
       cmocka_unit_test(async_cufile_compat),
       cmocka_unit_test(async_gds),
