@@ -8,9 +8,10 @@ set -euo pipefail
 # its sanitizer runtimes (libclang-rt-dev is only recommended by clang, and recommends are not
 # installed here); nginx and python3 for the servers the remote tests start, openssl for the
 # throwaway CA of the TLS tests (S3 tests also want python's moto, which Debian 12 does not
-# package: .ci/run installs it with pip, and without it those tests are skipped with the reason).
+# package: .ci/run installs it with pip, and without it those tests are skipped with the reason);
+# valgrind for scripts/valgrind.sh and the leak checks of the allocation torture.
 packages=(build-essential cmake ninja-build pkg-config clang libclang-rt-dev libcmocka-dev
-  libcurl4-openssl-dev nginx openssl python3)
+  libcurl4-openssl-dev nginx openssl python3 valgrind)
 
 # --packages: print the list (for .ci/run) and stop.
 if [[ ${1:-} == --packages ]]; then
