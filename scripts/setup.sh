@@ -10,9 +10,10 @@ set -euo pipefail
 # throwaway CA of the TLS tests (S3 tests also want python's moto, which Debian 12 does not
 # package: .ci/run installs it with pip, and without it those tests are skipped with the reason);
 # groff-base and man-db render the man pages in the 'man' test; python3-dev and python3-venv for
-# the Python package (its extension module and its test venv).
+# the Python package (its extension module and its test venv); valgrind for scripts/valgrind.sh
+# and the leak checks of the allocation torture.
 packages=(build-essential cmake ninja-build pkg-config clang libclang-rt-dev libcmocka-dev
-  libcurl4-openssl-dev nginx openssl python3 groff-base man-db python3-dev python3-venv)
+  libcurl4-openssl-dev nginx openssl python3 groff-base man-db python3-dev python3-venv valgrind)
 
 # --packages: print the list (for .ci/run) and stop.
 if [[ ${1:-} == --packages ]]; then

@@ -345,3 +345,15 @@ void t_select(int argc, char **argv) {
     cmocka_set_test_filter(argv[1]);
   setvbuf(stdout, NULL, _IOLBF, 0);
 }
+
+const char *t_self_exe(void) {
+  static char path[4096];
+  if (!path[0]) {
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n <= 0 || (size_t)n >= sizeof path - 1)
+      snprintf(path, sizeof path, "/proc/self/exe");
+    else
+      path[n] = '\0';
+  }
+  return path;
+}

@@ -118,6 +118,11 @@ void t_reset_config(void);
  * or its absence is printed once. The returned string is static. */
 const char *t_direct_io_base(char *fs);
 
+/* This executable's path, for re-running it in a child process. Not "/proc/self/exe" itself:
+ * under valgrind (scripts/valgrind.sh) that is valgrind's launcher, which refuses to run, while
+ * readlink gives the test's own path there too. Static storage. */
+const char *t_self_exe(void);
+
 /* Test-selection: `prog [pattern]` runs the tests whose name matches pattern (cmocka's '*'
  * and '?'). Call first in main(). */
 void t_select(int argc, char **argv);

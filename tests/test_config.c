@@ -100,9 +100,9 @@ static int run_child(const char *mode, const char *const *env_add) {
     snprintf(name, sizeof name, "%.*s", (int)(eq - *e), *e);
     setenv(name, eq + 1, 1);
   }
-  char *argv[] = {"/proc/self/exe", "--child", (char *)mode, NULL};
+  char *argv[] = {(char *)t_self_exe(), "--child", (char *)mode, NULL};
   pid_t pid;
-  int rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ);
+  int rc = posix_spawn(&pid, t_self_exe(), NULL, NULL, argv, environ);
   t_clear_kvikio_env();
   if (rc != 0)
     fail_msg("posix_spawn: %s", strerror(rc));

@@ -1491,11 +1491,12 @@ static void misc_exit(void **state) {
   (void)state;
   char report[4096];
   snprintf(report, sizeof report, "%s/exit-report.txt", g_dir);
+  const char *self = t_self_exe();
   pid_t pid = fork();
   if (pid == 0) {
     setenv("KVIK_TEST_EXIT_DIR", g_dir, 1);
     setenv("FAKE_CUFILE_REPORT", report, 1);
-    execl("/proc/self/exe", "test_cufile", "--scenario", "exit_child", (char *)NULL);
+    execl(self, "test_cufile", "--scenario", "exit_child", (char *)NULL);
     _exit(127);
   }
   assert_true(pid > 0);
