@@ -179,7 +179,7 @@ first_call() {
   "$nvcc" -O2 -o "$build/first_call" "$root/bench/first_call.cu" -I"$root/include" \
     -L"$build" -lkvik -Xlinker -rpath="$build" || return 1
   # The bench steps leave an 8 GiB file; when they did not run, one is written here.
-  [[ -s $data/bench.dat ]] || head -c "$(numfmt --from=iec "$size")" /dev/urandom >"$data/bench.dat" ||
+  [[ -s $data/bench.dat ]] || head -c "$(numfmt --from=iec "$size")" /dev/zero >"$data/bench.dat" ||
     return 1
   cat "$data/bench.dat" >/dev/null
   "$build/first_call" "$data/bench.dat" raw && "$build/first_call" "$data/bench.dat" kvik &&
