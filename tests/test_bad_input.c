@@ -53,11 +53,11 @@ static int fresh_file(void **state) {
 static void file_unchanged(void) { ASSERT_FILE_PATTERN(g_path, DATA_SIZE, SEED); }
 
 /* Either code is a fair reading of the header for a NULL handle. */
-#define ASSERT_BAD_HANDLE(expr)                                                                  \
-  do {                                                                                           \
-    long long rc_ = (long long)(expr);                                                           \
-    if (rc_ != KVIK_EINVAL && rc_ != KVIK_EMISUSE)                                               \
-      t_fail_code(#expr, rc_, KVIK_EINVAL, __FILE__, __LINE__);                                  \
+#define ASSERT_BAD_HANDLE(expr)                                                                    \
+  do {                                                                                             \
+    long long rc_ = (long long)(expr);                                                             \
+    if (rc_ != KVIK_EINVAL && rc_ != KVIK_EMISUSE)                                                 \
+      t_fail_code(#expr, rc_, KVIK_EINVAL, __FILE__, __LINE__);                                    \
   } while (0)
 
 static void null_pointers(void **state) {
@@ -124,8 +124,8 @@ static void null_pointers(void **state) {
 
 static void unknown_flags(void **state) {
   (void)state;
-  static const char *bad[] = {"x", "rw", "a", "a+", "ab", "", "r++", "wr", "+", "rx", "w+x",
-                              "R", "W"};
+  static const char *bad[] = {"x",  "rw", "a",  "a+",  "ab", "", "r++",
+                              "wr", "+",  "rx", "w+x", "R",  "W"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     kvik_file *f = NULL;
     int rc = kvik_file_open(&f, g_path, bad[i], 0644, KVIK_COMPAT_ON);
@@ -391,8 +391,7 @@ static void negative_and_overflowing_offsets(void **state) {
     ASSERT_CODE(kvik_file_read(f, buf, over[i].size, over[i].off), KVIK_EOVERFLOW);
     ASSERT_CODE(kvik_file_write(f, buf, over[i].size, over[i].off), KVIK_EOVERFLOW);
     ASSERT_CODE(kvik_file_pread(f, buf, over[i].size, over[i].off, NULL, &fut), KVIK_EOVERFLOW);
-    ASSERT_CODE(kvik_file_pwrite(f, buf, over[i].size, over[i].off, NULL, &fut),
-                KVIK_EOVERFLOW);
+    ASSERT_CODE(kvik_file_pwrite(f, buf, over[i].size, over[i].off, NULL, &fut), KVIK_EOVERFLOW);
   }
   assert_ptr_equal(fut, (kvik_future *)(uintptr_t)0x1);
   ASSERT_FILLED(buf, sizeof buf, 0xEE, "buffer of refused reads");
@@ -518,6 +517,25 @@ static int bad_buffer_child(const struct bad_case *c, const char *path) {
       kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_READ_OVERREAD, (uint64_t)c->route->overread) ||
       kvik_config_set_u64(KVIK_CFG_AUTO_DIRECT_IO_WRITE, (uint64_t)c->route->direct_write))
     CHILD_FAIL("kvik_config_set_u64");
+  /* The pool (a parallel case's) is made before the buffer's hole: its threads' stacks and a
+   * sanitizer's bookkeeping are mapped then, and could otherwise land in the hole, so the
+   * "bad" page would be mapped after all (seen under ASan and TSan). */
+  kvik_pool *pool = NULL;
+  if (c->mode != 0) {
+    if (kvik_pool_create(&pool, 3) != 0)
+      CHILD_FAIL("kvik_pool_create");
+    /* Workers start at the first submission: a warm-up read starts them all now. */
+    kvik_file *w = NULL;
+    uint8_t *scratch = malloc(BAD_FILE_SIZE);
+    struct kvik_io_opts wo = {.sz = sizeof wo, .task_size = 512, .pool = pool};
+    kvik_future *wf = NULL;
+    if (!scratch || kvik_file_open(&w, path, "r", 0, KVIK_COMPAT_ON) != 0 ||
+        kvik_file_pread(w, scratch, BAD_FILE_SIZE, 0, &wo, &wf) != 0 ||
+        kvik_future_wait(wf) != (ssize_t)BAD_FILE_SIZE)
+      CHILD_FAIL("warming the pool up");
+    kvik_file_close(w);
+    free(scratch);
+  }
   uint8_t *map =
       mmap(NULL, BAD_PAGES * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (map == MAP_FAILED)
@@ -564,15 +582,12 @@ static int bad_buffer_child(const struct bad_case *c, const char *path) {
                     info.direct_write != (c->route->direct_write && c->write)))
     CHILD_FAIL("direct_read %d, direct_write %d: not the route asked for", info.direct_read,
                info.direct_write);
-  kvik_pool *pool = NULL;
   long long rc;
   if (c->mode == 0) {
     rc = c->write ? kvik_file_write(f, buf, c->size, c->off)
                   : kvik_file_read(f, buf, c->size, c->off);
   } else {
-    /* A pool made in this process: the child is not to depend on the parent's pool. */
-    if (kvik_pool_create(&pool, 3) != 0)
-      CHILD_FAIL("kvik_pool_create");
+    /* A pool made in this process (above): the child is not to depend on the parent's pool. */
     struct kvik_io_opts o = {
         .sz = sizeof o, .task_size = c->mode == 1 ? c->size : page, .pool = pool};
     kvik_future *fut = NULL;
@@ -583,6 +598,19 @@ static int bad_buffer_child(const struct bad_case *c, const char *path) {
   }
   char msg[1024];
   snprintf(msg, sizeof msg, "%s", kvik_last_error());
+  /* An unmapped page can be mapped again by the process itself while the call runs (a
+   * sanitizer's allocator does, for the workers' bookkeeping); then the kernel rightly fills it
+   * and the case proves nothing: it is skipped, saying so. mincore fails with ENOMEM on an
+   * unmapped page. */
+  if ((c->kind == BAD_SHORT || c->kind == BAD_HOLE) && rc != -EFAULT) {
+    uint8_t *hole = map + (c->kind == BAD_SHORT ? BAD_PAGES - 1 : 3) * page;
+    unsigned char v;
+    if (mincore(hole, page, &v) == 0) {
+      printf("  SKIP case: its unmapped page was mapped again during the call (by this "
+             "process's own allocator); nothing to judge\n");
+      return 0;
+    }
+  }
   if (c->kind == GOOD_READ_ONLY) {
     if (rc != (long long)c->size)
       CHILD_FAIL("returned %lld (%s), expected %zu", rc, kvik_strerror_name((int)rc), c->size);
