@@ -7,6 +7,7 @@ since the GPU machine may have no pytest: every test_* function, a temporary dir
 and a closing 'N passed, N failed, N skipped' line. A test whose framework is missing says so
 and counts as skipped."""
 
+import importlib
 import os
 import sys
 import tempfile
@@ -22,7 +23,7 @@ class Skip(Exception):
 
 def need(mod):
     try:
-        return __import__(mod)
+        return importlib.import_module(mod)
     except ImportError as e:
         raise Skip(f"{mod} is not installed ({e})")
 
@@ -144,7 +145,7 @@ def test_safetensors_against_hf(tmp):
 def test_safetensors_1gib_round_trip(tmp):
     torch = need("torch")
     g = torch.Generator(device="cuda:0").manual_seed(11)
-    tensors = {f"t{i}": torch.randint(-(2**31), 2**31 - 1, (64 << 20) // 4, dtype=torch.int32,
+    tensors = {f"t{i}": torch.randint(-(2**31), 2**31 - 1, ((64 << 20) // 4,), dtype=torch.int32,
                                       device="cuda:0", generator=g) for i in range(16)}  # fmt: skip
     p = os.path.join(tmp, "big.st")
     ks.save_file(tensors, p)
