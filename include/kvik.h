@@ -312,6 +312,31 @@ KVIK_API int kvik_bounce_stats(struct kvik_bounce_stats *stats);
 /** Frees the bounce buffers not in use (they are made again on demand). */
 KVIK_API void kvik_bounce_trim(void);
 
+/** Options for kvik_prepare(). */
+struct kvik_prepare_opts {
+  size_t sz;        /* sizeof(struct kvik_prepare_opts)                                      */
+  int device;       /* -1: host only (CUDA is not loaded); >= 0: a CUDA device ordinal        */
+  kvik_pool *pool;  /* NULL: the default pool (KVIKIO_NTHREADS workers)                       */
+  unsigned flags;   /* none defined yet: 0                                                    */
+};
+/** Does now the setup a process's first read would otherwise pay for, so the first read runs at
+ *  the steady-state speed: reads the configuration (an invalid KVIKIO_* value is reported here),
+ *  starts the pool's workers (pools start them on first use), and with a device: loads CUDA,
+ *  retains that device's primary context and pins one device-pipeline bounce buffer (2 MiB, or
+ *  KVIKIO_BOUNCE_BUFFER_SIZE if smaller) per pool worker, left idle in the bounce-buffer pool
+ *  for the first device read to take (kvik_bounce_stats counts them). Pinning is most of a first
+ *  device read's setup: the driver pins about 2 GB/s, one thread at a time (docs/gpu.md, "The
+ *  first call"). Not done ahead: each worker's stream, created on its first device I/O (about
+ *  25 us each). Optional: everything it does happens on demand without it.
+ *
+ *  opts NULL: host only, default pool. Idempotent: a second call with the same options finds
+ *  the work done and allocates nothing (buffers freed since, e.g. by kvik_bounce_trim, are made
+ *  again). Thread-safe. Returns 0, KVIK_EINVAL (opts->sz too small, unknown flags, device < -1
+ *  or not a device of this machine, with the count in the detail), KVIK_EMISUSE (pool not a
+ *  live pool), KVIK_ENOCUDA (a device asked for and no CUDA driver, saying why), KVIK_ECUDA
+ *  (pinning or the context failed, by name), -ENOMEM, or a configuration error. */
+KVIK_API int kvik_prepare(const struct kvik_prepare_opts *opts);
+
 /* ------------------------------------------------------------------------------------------
  * Page cache helpers.
  * ------------------------------------------------------------------------------------------ */

@@ -48,6 +48,7 @@ __all__ = [
     "is_remote_file_available",
     "memory_deregister",
     "memory_register",
+    "prepare",
     "stream_deregister",
     "stream_register",
 ]
@@ -101,6 +102,15 @@ def stream_deregister(raw_stream) -> None:
     from .cufile import _stream_handle
 
     _kvik.stream_deregister(_stream_handle(raw_stream))
+
+
+def prepare(device: int | None = None) -> None:
+    """Does a process's first-read setup now (kvik_prepare, a kvik addition): reads the
+    settings, starts the default pool's workers and, with a device ordinal, loads CUDA and pins
+    one bounce buffer per worker so the first device read pins nothing. Optional and idempotent.
+    device None: host only. Raises kvik.Error (KVIK_ENOCUDA without a CUDA driver, KVIK_EINVAL
+    for a device that does not exist)."""
+    _kvik.prepare(-1 if device is None else int(device))
 
 
 def bounce_buffer_free() -> int:

@@ -1242,6 +1242,27 @@ static PyObject *py_bounce_stats(PyObject *mod, PyObject *unused) {
                        st.pinned ? Py_True : Py_False);
 }
 
+/* prepare(device=-1): kvik_prepare on the default pool. */
+static PyObject *py_prepare(PyObject *mod, PyObject *args) {
+  int device = -1;
+  if (!PyArg_ParseTuple(args, "|i", &device))
+    return NULL;
+  struct kvik_prepare_opts o = {.sz = sizeof o, .device = device};
+  int rc;
+  char *msg = NULL;
+  Py_BEGIN_ALLOW_THREADS
+  rc = kvik_prepare(&o);
+  if (rc < 0)
+    msg = copy_last_error();
+  Py_END_ALLOW_THREADS
+  if (rc < 0) {
+    raise_code(rc, msg, NULL);
+    free(msg);
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
 static PyObject *py_bounce_trim(PyObject *mod, PyObject *unused) {
   Py_BEGIN_ALLOW_THREADS
   kvik_bounce_trim();
@@ -1386,6 +1407,7 @@ static PyMethodDef module_methods[] = {
     {"stream_prepare", py_stream_prepare, METH_VARARGS, NULL},
     {"bounce_stats", py_bounce_stats, METH_NOARGS, NULL},
     {"bounce_trim", py_bounce_trim, METH_NOARGS, NULL},
+    {"prepare", py_prepare, METH_VARARGS, NULL},
     {"drop_file_cache", py_drop_file_cache, METH_VARARGS, NULL},
     {"path_info", py_path_info, METH_VARARGS, NULL},
     {"cufile_prop", py_cufile_prop, METH_VARARGS, NULL},

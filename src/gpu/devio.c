@@ -82,6 +82,25 @@ static void install_pinned(void) {
   kvik__bounce_set_allocator(&a);
 }
 
+int kvik__dev_prepare(int device, size_t nbuf) {
+  const struct kvik__cuda_api *cu;
+  int rc = kvik__cuda_get(&cu);
+  if (rc)
+    return rc;
+  CUcontext ctx;
+  if ((rc = kvik__cuda_primary_ctx(device, &ctx)) != 0)
+    return rc;
+  pthread_once(&pinned_once, install_pinned);
+  /* With the device's context current, pinned_alloc pins there rather than on device 0's. */
+  CUresult r = cu->cuCtxPushCurrent_v2(ctx);
+  if (r != CUDA_SUCCESS)
+    return kvik__cuda_fail(r, "cuCtxPushCurrent_v2 (device %d's primary context)", device);
+  rc = kvik__bounce_fill(KVIK__BOUNCE_PIPE, nbuf);
+  CUcontext dummy;
+  cu->cuCtxPopCurrent_v2(&dummy);
+  return rc;
+}
+
 /* ---- per-thread streams ------------------------------------------------------------------- */
 
 #define STREAMS_PER_THREAD 8

@@ -24,6 +24,12 @@ ssize_t kvik__dev_read_chunk(const struct kvik__fds *f, CUcontext ctx, uint64_t 
  * 0 (also when nothing is open) or a negative code (a failed copy, by name). */
 int kvik__dev_flush(void);
 
+/* kvik_prepare's device part: retains device's primary context, switches the bounce-buffer
+ * pool to pinned memory, and leaves nbuf pinned pipeline buffers idle in it. 0 or a negative
+ * code with the detail set (KVIK_ENOCUDA, KVIK_EINVAL for a device that does not exist,
+ * KVIK_ECUDA). */
+int kvik__dev_prepare(int device, size_t nbuf);
+
 /* Writes size bytes from device memory at src to the file at off. Returns size or a negative
  * code. */
 ssize_t kvik__dev_write(const struct kvik__fds *f, CUcontext ctx, uint64_t src, size_t size,

@@ -173,6 +173,26 @@ void kvik__bounce_put(struct kvik__bounce *b) {
   b->ptr = NULL;
 }
 
+int kvik__bounce_fill(enum kvik__bounce_class c, size_t n) {
+  int rc = kvik__config_ready();
+  if (rc)
+    return rc;
+  /* More than the bound would wait forever for a buffer this call holds itself. */
+  n = KVIK_MIN(n, bound());
+  if (n == 0)
+    return 0;
+  struct kvik__bounce *b = kvik__calloc(n, sizeof *b);
+  if (!b)
+    return kvik__err(-ENOMEM, "bounce buffer: out of memory preparing %zu buffers", n);
+  size_t got = 0;
+  while (got < n && (rc = kvik__bounce_get_class(&b[got], c)) == 0)
+    got++;
+  for (size_t i = 0; i < got; i++)
+    kvik__bounce_put(&b[i]);
+  kvik__free(b);
+  return rc;
+}
+
 void kvik__bounce_trim(void) {
   pthread_mutex_lock(&lock);
   struct idle *list = idle_list;

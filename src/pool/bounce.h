@@ -41,6 +41,11 @@ int kvik__bounce_get_class(struct kvik__bounce *out, enum kvik__bounce_class c);
 int kvik__bounce_get(struct kvik__bounce *out);
 /* Gives a buffer back. */
 void kvik__bounce_put(struct kvik__bounce *b);
+/* Makes sure n buffers of class c exist and are idle, for a first call to find (kvik_prepare):
+ * takes n (idle ones first, allocating the rest) and gives them all back. n is capped at the
+ * pool's bound. 0, or the first allocation's negative code with the detail set (the buffers
+ * made before it stay idle in the pool). */
+int kvik__bounce_fill(enum kvik__bounce_class c, size_t n);
 /* Replaces the allocator; frees idle buffers made by the old one. */
 void kvik__bounce_set_allocator(const struct kvik__bounce_alloc *a);
 /* Frees every idle buffer (at exit, or before the allocator goes away). */

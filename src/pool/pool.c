@@ -266,6 +266,13 @@ int kvik__pool_submit(kvik_pool *pool, void (*fn)(void *), void *arg) {
   return rc < 0 ? rc : 0;
 }
 
+int kvik__pool_start(kvik_pool *pool) {
+  pthread_mutex_lock(&pool->lock);
+  int rc = start_workers_locked(pool);
+  pthread_mutex_unlock(&pool->lock);
+  return rc;
+}
+
 /* ---- public pool API -------------------------------------------------------------------- */
 
 int kvik__pool_check(kvik_pool *p, const char *fn) {

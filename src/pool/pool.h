@@ -39,6 +39,10 @@ void kvik__future_complete(kvik_future *fut, ssize_t result, const char *errmsg)
 
 /* Runs fn(arg) on the pool. 0 or a negative code (out of memory, no worker could start). */
 int kvik__pool_submit(kvik_pool *pool, void (*fn)(void *), void *arg);
+/* Starts the pool's workers now, up to its size (they otherwise start on the first submission):
+ * kvik_prepare. 0, or a negative code with the detail set when not one worker could start
+ * (workers that did start stay, the rest start on the next submission). */
+int kvik__pool_start(kvik_pool *pool);
 
 /* The pool serving a block device (KVIKIO_THREAD_POOL_PER_BLOCK_DEVICE): one per disk,
  * created on first use; NULL dev (0) or any failure gives the default pool. */

@@ -277,3 +277,20 @@ def test_get_releases_the_gil(cuda, blob, dev):
         t.join()
         assert seen == [False]
         assert a.bytes() == data[100:4196]
+
+
+def test_prepare_pins_one_buffer_per_worker(blob, dev):
+    n = kvik.defaults.get("num_threads")
+    kvik.prepare(device=0)
+    st = kvik.bounce_buffer_stats()
+    assert st["pinned"] and st["in_use"] == 0 and st["allocated"] >= n
+    kvik.prepare(device=0)  # idempotent: nothing more
+    assert kvik.bounce_buffer_stats()["allocated"] == st["allocated"]
+    path, data = blob
+    a = dev(len(data))
+    with kvik.CuFile(path) as f:
+        assert f.read(a) == len(data)
+    assert a.bytes() == data
+    with pytest.raises(kvik.Error) as ei:
+        kvik.prepare(device=99)
+    assert ei.value.name == "KVIK_EINVAL" and "does not exist" in str(ei.value)
