@@ -1,8 +1,9 @@
 """kvik: move bytes between files and host or GPU memory, with kvikio's Python API.
 
 ``import kvik as kvikio`` keeps kvikio code working for the calls kvik has (CuFile, RemoteFile,
-defaults, cufile_driver, memory_register, stream_register, drop_file_page_cache); docs/python.md lists
-where kvik differs. ``kvik.safetensors`` loads and saves safetensors files.
+defaults, cufile_driver, memory_register, stream_register, Mmap, get_page_cache_info,
+drop_file_page_cache, drop_system_page_cache); docs/python.md lists where kvik differs.
+``kvik.safetensors`` loads and saves safetensors files.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ._buffer import as_buffer as _as_buffer  # noqa: E402
 from .cufile import CuFile, IOFuture, IOFutureStream  # noqa: E402
 from .defaults import CompatMode  # noqa: E402
 from .errors import Error  # noqa: E402
+from .mmap import Mmap  # noqa: E402
 from .remote_file import (  # noqa: E402
     RemoteEndpointType,
     RemoteFile,
@@ -35,15 +37,19 @@ __all__ = [
     "Error",
     "IOFuture",
     "IOFutureStream",
+    "Mmap",
     "RemoteEndpointType",
     "RemoteFile",
     "bounce_buffer_free",
     "bounce_buffer_stats",
+    "clear_page_cache",
     "cuda_available",
     "cufile_available",
     "cufile_driver",
     "defaults",
     "drop_file_page_cache",
+    "drop_system_page_cache",
+    "get_page_cache_info",
     "infer_remote_endpoint_type",
     "is_remote_file_available",
     "memory_deregister",
@@ -143,3 +149,59 @@ def drop_file_page_cache(file, offset: int = 0, length: int = 0, sync_first: boo
     finally:
         if own:
             _os.close(fd)
+
+
+def _page_cache_target(file):
+    """A path (str, bytes, os.PathLike) or a file descriptor (int, or file.fileno())."""
+    if isinstance(file, (int, str, bytes, _os.PathLike)) and not isinstance(file, bool):
+        return file
+    if hasattr(file, "fileno"):
+        return file.fileno()
+    raise _BadFileArgument(
+        f"file must be a path, a file descriptor or a file object, not {type(file).__name__}"
+    )
+
+
+class _BadFileArgument(TypeError, ValueError):
+    """A TypeError, as Python raises for a wrong argument type, and a ValueError, as kvikio
+    raises for it."""
+
+
+def get_page_cache_info(file) -> tuple:
+    """(cached_pages, total_pages): how many of the file's pages are in the page cache, and how
+    many pages it has, in pages of the system's page size. file: a path, a file descriptor or
+    a file object (its descriptor; the mincore fallback needs it open for reading). Neither
+    reads the file nor changes what is cached; a snapshot (kvik_page_cache_info). On tmpfs
+    every page counts as cached."""
+    return _kvik.page_cache_info(_page_cache_target(file), 0, 0)
+
+
+def drop_system_page_cache(
+    reclaim_dentries_and_inodes: bool = True, sync_first: bool = True
+) -> bool:
+    """Drops the whole system's page cache after sync(2), as ``sync; echo 3 >
+    /proc/sys/vm/drop_caches`` (kvik_drop_system_cache). Needs root (CAP_SYS_ADMIN): otherwise
+    raises PermissionError (a kvik.Error) saying so, where kvikio returns False after trying
+    sudo. Returns True. kvik always syncs first and reclaims dentries and inodes too, so the
+    two arguments must stay True (ValueError otherwise). For one file, without privileges, use
+    drop_file_page_cache()."""
+    if not reclaim_dentries_and_inodes or not sync_first:
+        raise ValueError(
+            "drop_system_page_cache: kvik always syncs first and drops page cache, dentries and "
+            "inodes (drop_caches=3); reclaim_dentries_and_inodes=False and sync_first=False are "
+            "not supported"
+        )
+    _kvik.drop_system_cache()
+    return True
+
+
+def clear_page_cache(
+    reclaim_dentries_and_inodes: bool = True, clear_dirty_pages: bool = True
+) -> bool:
+    """Deprecated (as in kvikio 26.04): use drop_system_page_cache()."""
+    import warnings
+
+    warnings.warn(
+        "clear_page_cache is deprecated: use drop_system_page_cache", DeprecationWarning, 2
+    )
+    return drop_system_page_cache(reclaim_dentries_and_inodes, clear_dirty_pages)

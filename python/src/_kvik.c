@@ -10,7 +10,8 @@
  *
  * Lifetimes. A file handle (struct fh) is reference-counted: the File object holds one reference
  * and every operation in flight another, so File.close() while a pread is in flight only marks
- * the object closed, and the last operation closes the kvik_file. A Future holds the objects whose
+ * the object closed, and the last operation closes the kvik_file; a mapping (struct mh, Mmap)
+ * likewise, the last reference closing the kvik_mmap. A Future holds the objects whose
  * memory the I/O uses (`keep`) until the I/O is done: waiting stops early on Ctrl-C, but the
  * memory stays referenced, and a Future dropped before its I/O is done waits for it in its
  * destructor (with the GIL released), so the I/O never touches freed memory. */
@@ -331,9 +332,13 @@ static PyObject *File_write(PyObject *self, PyObject *args) { return file_rw(sel
 /* ------------------------------------------------------------------------------------------
  * Futures.
  * ------------------------------------------------------------------------------------------ */
+struct mh;
+static void mh_unref(struct mh *h);
+
 typedef struct {
   PyObject_HEAD kvik_future *fut; /* NULL once collected */
   struct fh *h;                   /* the file's reference, dropped when collected */
+  struct mh *mh;                  /* or the mapping's (Mmap.pread/pwrite), likewise */
   PyObject *keep;                 /* what the I/O's memory belongs to, until collected */
   pthread_mutex_t mu;             /* guards collecting, collected, fut, result, errmsg */
   pthread_cond_t cv;              /* signalled when a collector gives up its turn or finishes */
@@ -349,6 +354,7 @@ static PyObject *future_new(kvik_future *fut, struct fh *h, PyObject *keep) {
     return NULL;
   self->fut = fut;
   self->h = h;
+  self->mh = NULL;
   Py_XINCREF(keep);
   self->keep = keep;
   pthread_mutex_init(&self->mu, NULL);
@@ -372,6 +378,10 @@ static void future_collect_locked(FutureObject *self) {
   if (self->h) {
     (void)fh_unref(self->h);
     self->h = NULL;
+  }
+  if (self->mh) {
+    mh_unref(self->mh);
+    self->mh = NULL;
   }
 }
 
@@ -548,6 +558,254 @@ static PyType_Slot Future_slots[] = {{Py_tp_dealloc, (void *)Future_dealloc},
                                      {0, NULL}};
 static PyType_Spec Future_spec = {"kvik._kvik.Future", sizeof(FutureObject), 0, Py_TPFLAGS_DEFAULT,
                                   Future_slots};
+
+/* ------------------------------------------------------------------------------------------
+ * Memory-mapped files (kvik_mmap_*). Reference-counted as files are: the Mmap object holds one
+ * reference and every call or future in flight another, so close() from one thread never
+ * unmaps under another thread's copy; the last reference closes the kvik_mmap.
+ * ------------------------------------------------------------------------------------------ */
+struct mh {
+  kvik_mmap *m;
+  atomic_long refs;
+};
+
+/* Drops one reference; the last closes the mapping. Callable without the GIL. Returns the
+ * close result when this call closed it, else 0. */
+static int mh_unref_rc(struct mh *h) {
+  if (atomic_fetch_sub(&h->refs, 1) != 1)
+    return 0;
+  int rc = kvik_mmap_close(h->m);
+  free(h);
+  return rc;
+}
+
+static void mh_unref(struct mh *h) { (void)mh_unref_rc(h); }
+
+typedef struct {
+  PyObject_HEAD struct mh *h; /* NULL once closed */
+  int64_t offset;             /* the mapped range, as resolved at open (kept after close) */
+  size_t size;
+} MmapObject;
+
+static PyTypeObject *Mmap_Type;
+
+/* Mmap(path, flags='r', size=0, offset=0, mode=0o644): size 0 maps to the end of the file. */
+static int Mmap_init(PyObject *self_, PyObject *args, PyObject *kw) {
+  MmapObject *self = (MmapObject *)self_;
+  static char *kwlist[] = {"path", "flags", "size", "offset", "mode", NULL};
+  PyObject *path = NULL;
+  const char *flags = "r";
+  size_t size = 0;
+  int64_t offset = 0;
+  unsigned int mode = 0644;
+  if (self->h) {
+    PyErr_SetString(PyExc_RuntimeError, "kvik._kvik.Mmap is already open");
+    return -1;
+  }
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|sO&O&I", kwlist, PyUnicode_FSConverter, &path,
+                                   &flags, to_size, &size, to_i64, &offset, &mode))
+    return -1;
+  const char *cpath = PyBytes_AsString(path);
+  if (!cpath) {
+    Py_DECREF(path);
+    return -1;
+  }
+  struct mh *h = malloc(sizeof *h);
+  if (!h) {
+    Py_DECREF(path);
+    PyErr_NoMemory();
+    return -1;
+  }
+  kvik_mmap *m = NULL;
+  int rc;
+  char *msg = NULL;
+  Py_BEGIN_ALLOW_THREADS
+  rc = kvik_mmap_open(&m, cpath, flags, size, offset, (mode_t)mode);
+  if (rc < 0)
+    msg = copy_last_error();
+  Py_END_ALLOW_THREADS
+  if (rc < 0) {
+    free(h);
+    raise_code(rc, msg, cpath);
+    free(msg);
+    Py_DECREF(path);
+    return -1;
+  }
+  Py_DECREF(path);
+  (void)kvik_mmap_range(m, &self->offset, &self->size, NULL);
+  h->m = m;
+  atomic_init(&h->refs, 1);
+  self->h = h;
+  return 0;
+}
+
+static void Mmap_dealloc(PyObject *self_) {
+  MmapObject *self = (MmapObject *)self_;
+  if (self->h) {
+    struct mh *h = self->h;
+    self->h = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    mh_unref(h);
+    Py_END_ALLOW_THREADS
+  }
+  type_free(self_);
+}
+
+static struct mh *Mmap_get(MmapObject *self) {
+  if (!self->h)
+    PyErr_SetString(PyExc_ValueError, "I/O operation on a closed Mmap");
+  return self->h;
+}
+
+static PyObject *Mmap_close(PyObject *self_, PyObject *unused) {
+  MmapObject *self = (MmapObject *)self_;
+  struct mh *h = self->h;
+  if (!h)
+    Py_RETURN_NONE;
+  self->h = NULL;
+  int rc;
+  char *msg = NULL;
+  Py_BEGIN_ALLOW_THREADS
+  rc = mh_unref_rc(h);
+  if (rc < 0)
+    msg = copy_last_error();
+  Py_END_ALLOW_THREADS
+  if (rc < 0) {
+    raise_code(rc, msg, NULL);
+    free(msg);
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *Mmap_closed(PyObject *self, void *unused) {
+  return PyBool_FromLong(((MmapObject *)self)->h == NULL);
+}
+
+static PyObject *Mmap_range(PyObject *self_, PyObject *unused) {
+  MmapObject *self = (MmapObject *)self_;
+  return Py_BuildValue("(LK)", (long long)self->offset, (unsigned long long)self->size);
+}
+
+static PyObject *Mmap_file_size(PyObject *self, PyObject *unused) {
+  struct mh *h = Mmap_get((MmapObject *)self);
+  if (!h)
+    return NULL;
+  int64_t n = kvik_mmap_file_size(h->m);
+  if (n < 0)
+    return raise_code((long)n, NULL, NULL);
+  return PyLong_FromLongLong(n);
+}
+
+/* op: 0 read, 1 write (blocking, this thread), 2 sync. */
+static PyObject *mmap_call(PyObject *self, PyObject *args, int op) {
+  void *ptr = NULL;
+  size_t size = 0;
+  int64_t off = 0;
+  if (op != 2 && !PyArg_ParseTuple(args, "O&O&O&", to_ptr, &ptr, to_size, &size, to_i64, &off))
+    return NULL;
+  struct mh *h = Mmap_get((MmapObject *)self);
+  if (!h)
+    return NULL;
+  atomic_fetch_add(&h->refs, 1);
+  ssize_t n;
+  char *msg = NULL;
+  Py_BEGIN_ALLOW_THREADS
+  switch (op) {
+  case 0: n = kvik_mmap_read(h->m, ptr, size, off); break;
+  case 1: n = kvik_mmap_write(h->m, ptr, size, off); break;
+  default: n = kvik_mmap_sync(h->m); break;
+  }
+  if (n < 0)
+    msg = copy_last_error();
+  mh_unref(h);
+  Py_END_ALLOW_THREADS
+  if (n < 0) {
+    raise_code((long)n, msg, NULL);
+    free(msg);
+    return NULL;
+  }
+  if (op == 2)
+    Py_RETURN_NONE;
+  return PyLong_FromSsize_t(n);
+}
+
+static PyObject *Mmap_read(PyObject *self, PyObject *args) { return mmap_call(self, args, 0); }
+static PyObject *Mmap_write(PyObject *self, PyObject *args) { return mmap_call(self, args, 1); }
+static PyObject *Mmap_sync(PyObject *self, PyObject *unused) { return mmap_call(self, NULL, 2); }
+
+/* Mmap.pread(ptr, size, offset, task_size, keep) / pwrite: the future holds `keep` and a
+ * reference to the mapping. */
+static PyObject *mmap_submit(PyObject *self, PyObject *args, bool write) {
+  void *ptr;
+  size_t size, task_size = 0;
+  int64_t off;
+  PyObject *keep;
+  if (!PyArg_ParseTuple(args, "O&O&O&O&O", to_ptr, &ptr, to_size, &size, to_i64, &off, to_size,
+                        &task_size, &keep))
+    return NULL;
+  struct mh *h = Mmap_get((MmapObject *)self);
+  if (!h)
+    return NULL;
+  atomic_fetch_add(&h->refs, 1);
+  kvik_future *fut = NULL;
+  int rc;
+  char *msg = NULL;
+  struct kvik_io_opts opts = {.sz = sizeof opts, .task_size = task_size};
+  Py_BEGIN_ALLOW_THREADS
+  rc = write ? kvik_mmap_pwrite(h->m, ptr, size, off, &opts, &fut)
+             : kvik_mmap_pread(h->m, ptr, size, off, &opts, &fut);
+  if (rc < 0) {
+    msg = copy_last_error();
+    mh_unref(h);
+  }
+  Py_END_ALLOW_THREADS
+  if (rc < 0) {
+    raise_code(rc, msg, NULL);
+    free(msg);
+    return NULL;
+  }
+  PyObject *f = future_new(fut, NULL, keep);
+  if (!f) {
+    /* Without a Python object to hold the memory, wait here. */
+    Py_BEGIN_ALLOW_THREADS
+    kvik_future_wait(fut);
+    mh_unref(h);
+    Py_END_ALLOW_THREADS
+    return NULL;
+  }
+  ((FutureObject *)f)->mh = h;
+  return f;
+}
+
+static PyObject *Mmap_pread(PyObject *self, PyObject *args) { return mmap_submit(self, args, 0); }
+static PyObject *Mmap_pwrite(PyObject *self, PyObject *args) { return mmap_submit(self, args, 1); }
+
+static PyMethodDef Mmap_methods[] = {
+    {"close", Mmap_close, METH_NOARGS, "Unmaps and closes (once the operations in flight end)."},
+    {"range", Mmap_range, METH_NOARGS, "The mapped range as (offset, size)."},
+    {"file_size", Mmap_file_size, METH_NOARGS, "The file's current size in bytes."},
+    {"read", Mmap_read, METH_VARARGS, "read(ptr, size, offset) -> bytes read (blocking)."},
+    {"write", Mmap_write, METH_VARARGS, "write(ptr, size, offset) -> bytes written (blocking)."},
+    {"sync", Mmap_sync, METH_NOARGS, "msync(MS_SYNC) of the mapping."},
+    {"pread", Mmap_pread, METH_VARARGS, "pread(ptr, size, offset, task_size, keep) -> Future."},
+    {"pwrite", Mmap_pwrite, METH_VARARGS, "pwrite(ptr, size, offset, task_size, keep) -> Future."},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef Mmap_getset[] = {
+    {"closed", Mmap_closed, NULL, "True once close() was called.", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyType_Slot Mmap_slots[] = {
+    {Py_tp_init, (void *)Mmap_init},
+    {Py_tp_new, (void *)PyType_GenericNew},
+    {Py_tp_dealloc, (void *)Mmap_dealloc},
+    {Py_tp_methods, Mmap_methods},
+    {Py_tp_getset, Mmap_getset},
+    {Py_tp_doc, (void *)"Mmap(path, flags='r', size=0, offset=0, mode=0o644)"},
+    {0, NULL}};
+static PyType_Spec Mmap_spec = {"kvik._kvik.Mmap", sizeof(MmapObject), 0, Py_TPFLAGS_DEFAULT,
+                                Mmap_slots};
 
 /* ------------------------------------------------------------------------------------------
  * Remote files (kvik_remote_*). Reads in flight keep what they need alive inside kvik, so a
@@ -1296,6 +1554,71 @@ static PyObject *py_drop_file_cache(PyObject *mod, PyObject *args) {
   return r;
 }
 
+/* page_cache_info(path_or_fd, offset, size) -> (cached_pages, total_pages). An int is a file
+ * descriptor (kvik_page_cache_info_fd), anything else a path. */
+static PyObject *py_page_cache_info(PyObject *mod, PyObject *args) {
+  PyObject *file;
+  int64_t off = 0, size = 0;
+  if (!PyArg_ParseTuple(args, "O|O&O&", &file, to_i64, &off, to_i64, &size))
+    return NULL;
+  size_t cached = 0, total = 0;
+  int rc;
+  char *msg = NULL;
+  if (PyLong_Check(file)) {
+    int fd = (int)PyLong_AsLong(file);
+    if (fd == -1 && PyErr_Occurred())
+      return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = kvik_page_cache_info_fd(fd, off, size, &cached, &total);
+    if (rc < 0)
+      msg = copy_last_error();
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+      raise_code(rc, msg, NULL);
+      free(msg);
+      return NULL;
+    }
+    return Py_BuildValue("(nn)", (Py_ssize_t)cached, (Py_ssize_t)total);
+  }
+  PyObject *path;
+  if (!PyUnicode_FSConverter(file, &path))
+    return NULL;
+  const char *p = PyBytes_AsString(path);
+  if (!p) {
+    Py_DECREF(path);
+    return NULL;
+  }
+  Py_BEGIN_ALLOW_THREADS
+  rc = kvik_page_cache_info(p, off, size, &cached, &total);
+  if (rc < 0)
+    msg = copy_last_error();
+  Py_END_ALLOW_THREADS
+  PyObject *r = NULL;
+  if (rc < 0)
+    raise_code(rc, msg, p);
+  else
+    r = Py_BuildValue("(nn)", (Py_ssize_t)cached, (Py_ssize_t)total);
+  free(msg);
+  Py_DECREF(path);
+  return r;
+}
+
+static PyObject *py_drop_system_cache(PyObject *mod, PyObject *unused) {
+  int rc;
+  char *msg = NULL;
+  Py_BEGIN_ALLOW_THREADS
+  rc = kvik_drop_system_cache();
+  if (rc < 0)
+    msg = copy_last_error();
+  Py_END_ALLOW_THREADS
+  if (rc < 0) {
+    raise_code(rc, msg, NULL);
+    free(msg);
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
 static PyObject *py_path_info(PyObject *mod, PyObject *args) {
   PyObject *path;
   if (!PyArg_ParseTuple(args, "O&", PyUnicode_FSConverter, &path))
@@ -1409,6 +1732,8 @@ static PyMethodDef module_methods[] = {
     {"bounce_trim", py_bounce_trim, METH_NOARGS, NULL},
     {"prepare", py_prepare, METH_VARARGS, NULL},
     {"drop_file_cache", py_drop_file_cache, METH_VARARGS, NULL},
+    {"page_cache_info", py_page_cache_info, METH_VARARGS, NULL},
+    {"drop_system_cache", py_drop_system_cache, METH_NOARGS, NULL},
     {"path_info", py_path_info, METH_VARARGS, NULL},
     {"cufile_prop", py_cufile_prop, METH_VARARGS, NULL},
     {"remote_infer_type", py_remote_infer_type, METH_VARARGS, NULL},
@@ -1445,7 +1770,8 @@ PyMODINIT_FUNC PyInit__kvik(void) {
       add_type(m, &Future_Type, &Future_spec, "Future") < 0 ||
       add_type(m, &BufView_Type, &BufView_spec, "BufferView") < 0 ||
       add_type(m, &DLView_Type, &DLView_spec, "DLPackView") < 0 ||
-      add_type(m, &Remote_Type, &Remote_spec, "Remote") < 0) {
+      add_type(m, &Remote_Type, &Remote_spec, "Remote") < 0 ||
+      add_type(m, &Mmap_Type, &Mmap_spec, "Mmap") < 0) {
     Py_DECREF(m);
     return NULL;
   }

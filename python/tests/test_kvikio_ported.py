@@ -4,7 +4,8 @@ CuPy variants run on the GPU machine (tests/gpu/python). Where kvik deliberately
 assertion is adapted and the comment says how. Not ported: test_set_compat_mode_between_io,
 test_no_current_cuda_context, test_multiple_gpus (CuPy and a GPU), test_bounce_buffer_free and
 test_different_bounce_buffer_sizes (device memory through bounce buffers; kvik also refuses
-bounce buffers under 4096 bytes), test_get_page_cache_info (not in kvik's package)."""
+bounce buffers under 4096 bytes). test_get_page_cache_info is in test_pagecache.py, kvikio's
+test_mmap.py in test_kvikio_mmap_ported.py."""
 
 import os
 import random

@@ -294,3 +294,27 @@ def test_prepare_pins_one_buffer_per_worker(blob, dev):
     with pytest.raises(kvik.Error) as ei:
         kvik.prepare(device=99)
     assert ei.value.name == "KVIK_EINVAL" and "does not exist" in str(ei.value)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_mmap_device(blob, dev, tmp_path, threads):
+    """kvik.Mmap reads into and writes from device memory (CAI) through the same buffer code as
+    CuFile; the driver copies between the mapping and the device."""
+    path, data = blob
+    with kvik.defaults.set("num_threads", threads), kvik.Mmap(path) as m:
+        for size in SIZES:
+            for off in OFFSETS:
+                a = dev(size)
+                assert m.read(a, size, off) == size
+                assert a.bytes() == data[off : off + size], (size, off)
+                b = dev(size)
+                assert m.pread(b, size, off, task_size=65536).get() == size
+                assert b.bytes() == data[off : off + size], (size, off)
+        with pytest.raises(ValueError, match="read-only"):
+            m.read(dev(10, readonly=True), 10)
+    out = tmp_path / "mmap-out"
+    src = dev(len(data), data=data)
+    with kvik.Mmap(out, "w+", len(data)) as m:
+        assert m.pwrite(src, task_size=65536).get() == len(data)
+        assert m.write(dev(3, data=b"xyz"), None, 7) == 3
+    assert out.read_bytes() == data[:7] + b"xyz" + data[10:]

@@ -1,6 +1,6 @@
 """kvik's Python package on a real GPU: CuPy arrays, torch CUDA tensors, DLPack, raw_read_async
 on a torch stream with kernels before and after, safetensors to and from cuda:0 against Hugging
-Face's package, a 1 GiB safetensors round trip.
+Face's package, a 1 GiB safetensors round trip, kvik.Mmap with CuPy arrays and torch tensors.
 
 Run as a script (`python3 tests/gpu/python/test_gpu_python.py`, as tests/gpu/run.sh does),
 since the GPU machine may have no pytest: every test_* function, a temporary directory each,
@@ -153,6 +153,42 @@ def test_safetensors_1gib_round_trip(tmp):
     got = ks.load_file(p, device="cuda:0")
     for k, v in tensors.items():
         assert torch.equal(got[k], v), k
+
+
+def test_mmap_cupy_and_torch(tmp):
+    """kvik.Mmap into and out of real device memory (kvikio's test_mmap.py with CuPy as xp,
+    condensed): read, pread over several task sizes, a mapped sub-range, and kvik's writes."""
+    cp = need("cupy")
+    data = blob((16 << 20) + 333)
+    p = os.path.join(tmp, "mmap")
+    with open(p, "wb") as fh:
+        fh.write(data)
+    with kvik.Mmap(p) as m:
+        a = cp.empty(len(data), dtype=cp.uint8)
+        assert m.read(a) == len(data) and a.get().tobytes() == data
+        for ts in (1024, 12345, 4 << 20):
+            b = cp.zeros(len(data) - 4097, dtype=cp.uint8)
+            assert m.pread(b, None, 4097, task_size=ts).get() == len(data) - 4097
+            assert b.get().tobytes() == data[4097:], ts
+    with kvik.Mmap(p, "r", 1 << 20, 512) as m:
+        c = cp.empty(1 << 20, dtype=cp.uint8)
+        assert m.pread(c, 1 << 20, 512).get() == 1 << 20
+        assert c.get().tobytes() == data[512 : 512 + (1 << 20)]
+    out = os.path.join(tmp, "mmap-out")
+    src = cp.asarray(bytearray(data), dtype=cp.uint8)
+    with kvik.Mmap(out, "w+", len(data)) as m:
+        assert m.pwrite(src, task_size=1 << 20).get() == len(data)
+        m.sync()
+    with open(out, "rb") as fh:
+        assert fh.read() == data
+    try:
+        torch = need("torch")
+    except Skip:
+        return
+    t = torch.empty(len(data), dtype=torch.uint8, device="cuda:0")
+    with kvik.Mmap(p) as m:
+        assert m.pread(t).get() == len(data)
+    assert bytes(t.cpu().numpy().tobytes()) == data
 
 
 def main():
