@@ -154,7 +154,26 @@ static void run_on(const char *base, const char *what) {
   t_rmtree(dir);
 }
 
+/* ThreadSanitizer defers asynchronous signals to points of its own choosing; under a 10 kHz
+ * storm that can starve the process (one CI run passed in 19 s, the next hit the 900 s timeout
+ * with no report). The gcc and ASan builds run the storm. */
+#if defined(__SANITIZE_THREAD__)
+#define KVIK_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KVIK_TEST_TSAN 1
+#endif
+#endif
+#ifdef KVIK_TEST_TSAN
+#define SKIP_UNDER_TSAN()                                                                          \
+  SKIP_BECAUSE("under ThreadSanitizer, which defers asynchronous signals and can starve under "    \
+               "a 10 kHz storm; the gcc and ASan builds run it")
+#else
+#define SKIP_UNDER_TSAN() ((void)0)
+#endif
+
 static void storm_tmpfs(void **state) {
+  SKIP_UNDER_TSAN();
   (void)state;
   struct stat st;
   if (stat("/dev/shm", &st) != 0 || !S_ISDIR(st.st_mode))
@@ -163,6 +182,7 @@ static void storm_tmpfs(void **state) {
 }
 
 static void storm_disk(void **state) {
+  SKIP_UNDER_TSAN();
   (void)state;
   char fs[32];
   const char *base = t_direct_io_base(fs);
